@@ -1,0 +1,101 @@
+"""Per-epoch training state on disk, written so that a run killed at any instant resumes cleanly.
+
+Keras' ``BackupAndRestore`` writes the weights and the epoch counter as two files, one
+after the other, and not atomically: a ``SIGKILL`` between or during the writes can leave
+weights of one epoch beside the counter of another, or a half-written file. Here the
+epoch number is part of the file name and each file is written under a temporary name and
+renamed into place, so every ``epoch-NNNN.weights.h5`` that exists is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import keras
+
+_STATE_PATTERN = re.compile(r"^epoch-(\d{4,})\.weights\.h5$")
+
+
+def _state_files(directory: Path) -> list[tuple[int, Path]]:
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _STATE_PATTERN.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_completed_epoch(directory: Path) -> int:
+    """Return the number of the last epoch whose state was saved (0 when none).
+
+    Args:
+        directory: The run's training-state folder.
+
+    Returns:
+        An epoch count: training resumes with this many epochs already done.
+    """
+    states = _state_files(Path(directory))
+    return states[-1][0] if states else 0
+
+
+def restore_training_state(model: keras.Model, directory: Path) -> int:
+    """Load the newest saved weights and optimizer state into a compiled model.
+
+    Args:
+        model: The compiled model, built, with the same architecture and optimizer.
+        directory: The run's training-state folder.
+
+    Returns:
+        The number of completed epochs restored (0 when there was nothing to restore).
+    """
+    states = _state_files(Path(directory))
+    if not states:
+        return 0
+    epoch, path = states[-1]
+    if model.optimizer is not None and not model.optimizer.built:
+        # The optimizer's slots must exist before their saved values can be loaded into them.
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    return epoch
+
+
+class TrainingStateCheckpoint(keras.callbacks.Callback):
+    """Save weights and optimizer state atomically after every epoch, keeping the newest.
+
+    Args:
+        directory: The run's training-state folder.
+    """
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.directory = Path(directory)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        completed = epoch + 1
+        final_path = self.directory / f"epoch-{completed:04d}.weights.h5"
+        temporary_path = self.directory / f"partial-{completed:04d}.weights.h5"
+        self.model.save_weights(temporary_path, overwrite=True)
+        with open(temporary_path, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary_path, final_path)
+        for old_epoch, old_path in _state_files(self.directory):
+            if old_epoch < completed:
+                old_path.unlink(missing_ok=True)
+
+
+def clear_training_state(directory: Path) -> None:
+    """Delete the training-state folder once a run has completed.
+
+    Args:
+        directory: The run's training-state folder.
+    """
+    directory = Path(directory)
+    if directory.is_dir():
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()

@@ -1,0 +1,136 @@
+"""Choosing a CIFAR-10 source and loading it: ``load_cifar10``, the public entry point."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifar_cnn.data import cache
+from cifar_cnn.data.errors import DataSourceError
+from cifar_cnn.data.file_trees import open_file_tree
+from cifar_cnn.data.formats import LAYOUT_LOADERS, detect_layout
+
+KERAS_SOURCE = "keras"
+SOURCE_ENVIRONMENT_VARIABLE = "CIFAR10_SOURCE"
+# The official archives' published sha256 sums (Keras checks the first one too).
+KNOWN_ARCHIVE_SHA256 = {
+    "cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+    "cifar-10-binary.tar.gz": "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """Where the data will come from, decided before anything is decoded.
+
+    Attributes:
+        kind: ``"keras"`` for the official download, else ``"path"``.
+        path: The local file or folder, for ``"path"`` sources.
+        description: A human-readable name for logs and run records.
+    """
+
+    kind: str
+    path: Path | None
+    description: str
+
+
+def resolve_source(source: str | os.PathLike | None = None) -> ResolvedSource:
+    """Decide which source to read, without reading it.
+
+    Args:
+        source: ``"keras"`` for the official download, a path to a local archive or folder,
+            or None to use ``$CIFAR10_SOURCE`` and fall back to ``"keras"``.
+
+    Returns:
+        The resolved source. A path that does not exist raises :class:`DataSourceError`.
+    """
+    if source is None or source == "":
+        source = os.environ.get(SOURCE_ENVIRONMENT_VARIABLE) or KERAS_SOURCE
+    if str(source).lower() == KERAS_SOURCE:
+        return ResolvedSource(KERAS_SOURCE, None, "keras.datasets.cifar10 (official download)")
+    path = Path(os.path.expanduser(str(source)))
+    if not path.exists():
+        raise DataSourceError(
+            f"CIFAR-10 source {str(source)!r} does not exist. Valid sources: 'keras' (the "
+            "official download), a local official archive or folder (cifar-10-python or "
+            "cifar-10-binary), or an image folder or .tar/.tar.gz archive with "
+            "train/<class>/ and test/<class>/."
+        )
+    return ResolvedSource("path", path.resolve(), str(path))
+
+
+def _load_from_keras():
+    import keras  # Deferred: importing Keras is slow and only this source needs it.
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as error:
+        raise DataSourceError(
+            f"Could not download CIFAR-10 with keras.datasets.cifar10 ({error}). Offline? "
+            f"Point {SOURCE_ENVIRONMENT_VARIABLE} or the data_source parameter at a local copy "
+            "(an official archive or an image-folder archive)."
+        ) from error
+    return (x_train, y_train.reshape(-1).astype(np.int64)), \
+        (x_test, y_test.reshape(-1).astype(np.int64))
+
+
+def _verify_checksum(path: Path, actual_sha256: str, expected_sha256: str | None) -> None:
+    expected = expected_sha256 or KNOWN_ARCHIVE_SHA256.get(path.name)
+    if expected and actual_sha256 != expected.lower():
+        raise DataSourceError(
+            f"{path} fails its checksum: sha256 is {actual_sha256}, expected {expected.lower()}. "
+            "The file is corrupt, truncated or not the archive it is named after; download it "
+            "again."
+        )
+
+
+def load_cifar10(
+    source: str | os.PathLike | None = None,
+    *,
+    sha256: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+):
+    """Load CIFAR-10 as uint8 images and integer labels, like ``keras.datasets.cifar10``.
+
+    Args:
+        source: ``"keras"`` (the official download, verified and cached by Keras), a path to
+            an official archive or folder (python or binary version), or an image folder or
+            tar archive of one (``train/<class>/*``, ``test/<class>/*``). None reads
+            ``$CIFAR10_SOURCE`` and falls back to ``"keras"``.
+        sha256: Expected sha256 of an archive source. Official archive names are checked
+            against their published sums even without it.
+        cache_dir: Where decoded arrays are cached (default ``$CIFAR_CNN_CACHE_DIR`` or
+            ``~/.cache/cifar_cnn``).
+        use_cache: False decodes the source every time and writes no cache.
+
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``: images uint8 of shape (N, 32, 32, 3),
+        labels int64 of shape (N,) with values 0..9 in the order of ``CLASS_NAMES``.
+    """
+    resolved = resolve_source(source)
+    if resolved.kind == KERAS_SOURCE:
+        return _load_from_keras()
+    path = resolved.path
+    if path.is_file():
+        fingerprint = cache.file_sha256(path)
+        _verify_checksum(path, fingerprint, sha256)
+    else:
+        if sha256:
+            raise DataSourceError(f"{path} is a folder; a sha256 can only check an archive file.")
+        fingerprint = "folder:" + cache.folder_fingerprint(path)
+    cache_file = cache.cache_path(Path(cache_dir) if cache_dir else cache.default_cache_dir(),
+                                  fingerprint)
+    if use_cache:
+        cached = cache.load_cached(cache_file)
+        if cached is not None:
+            return cached
+    tree = open_file_tree(path)
+    layout, prefix = detect_layout(tree)
+    train, test = LAYOUT_LOADERS[layout](tree, prefix)
+    if use_cache:
+        cache.save_cached(cache_file, train, test)
+    return train, test

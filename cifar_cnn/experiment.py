@@ -1,0 +1,205 @@
+"""The steps of one run, shared by the notebook, the command line and the benchmarks.
+
+The notebook calls these one cell at a time; :func:`run_experiment` chains them for
+scripts. Each step takes the validated :class:`~cifar_cnn.config.RunConfig`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from cifar_cnn import data as data_module
+from cifar_cnn.config import RunConfig
+from cifar_cnn.recipes import get_recipe
+
+
+@dataclass
+class PreparedData:
+    """The arrays of one run, after subsetting and the validation split.
+
+    Attributes:
+        train: ``(images, labels)`` used for training.
+        validation: ``(images, labels)`` held out from training, or None.
+        test: ``(images, labels)`` of the test set (possibly a quick-mode subset).
+        class_names: Name of each label.
+        source: Description of where the data came from.
+        load_seconds: Time spent loading (from the cache when it is warm).
+    """
+
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray]
+    class_names: tuple[str, ...]
+    source: str
+    load_seconds: float
+
+    @property
+    def validation_label(self) -> str:
+        """What the per-epoch validation curve measures: "validation" or (as the seed) "test"."""
+        return "validation" if self.validation is not None else "test"
+
+    @property
+    def monitored(self) -> tuple[np.ndarray, np.ndarray]:
+        """The data evaluated after every epoch: the validation split, else the test set."""
+        return self.validation if self.validation is not None else self.test
+
+
+def prepare_data(config: RunConfig) -> PreparedData:
+    """Load CIFAR-10 from the configured source, subset it if asked, and split off validation.
+
+    Args:
+        config: The run configuration.
+
+    Returns:
+        A :class:`PreparedData`.
+    """
+    started = time.perf_counter()
+    resolved = data_module.resolve_source(config.data_source)
+    (x_train, y_train), (x_test, y_test) = data_module.load_cifar10(config.data_source)
+    load_seconds = time.perf_counter() - started
+    x_train, y_train = data_module.subsample(x_train, y_train, config.max_train_examples,
+                                             config.seed)
+    x_test, y_test = data_module.subsample(x_test, y_test, config.max_test_examples, config.seed)
+    train, validation = data_module.train_validation_split(x_train, y_train,
+                                                           config.validation_split, config.seed)
+    return PreparedData(train=train, validation=validation, test=(x_test, y_test),
+                        class_names=data_module.CLASS_NAMES, source=resolved.description,
+                        load_seconds=load_seconds)
+
+
+def steps_per_epoch(config: RunConfig, prepared: PreparedData) -> int:
+    """Optimizer steps in one epoch (the last partial batch counts)."""
+    return -(-len(prepared.train[1]) // config.batch_size)
+
+
+def build_model(config: RunConfig, prepared: PreparedData):
+    """Build and compile the recipe's model, seeded, with its preprocessing layer in front.
+
+    Args:
+        config: The run configuration.
+        prepared: The run's data (standardisation statistics come from its training split).
+
+    Returns:
+        A compiled ``keras.Model``.
+    """
+    from cifar_cnn import models, train
+
+    recipe = get_recipe(config.recipe)
+    train.set_seeds(config.seed)
+    preprocessing = data_module.preprocessing_layer(config.preprocessing, prepared.train[0])
+    model = models.build_model(recipe.model, preprocessing=preprocessing)
+    return train.compile_model(model, recipe, config.learning_rate, config.epochs,
+                               steps_per_epoch(config, prepared))
+
+
+def make_datasets(config: RunConfig, prepared: PreparedData):
+    """The training and per-epoch monitoring pipelines.
+
+    Args:
+        config: The run configuration.
+        prepared: The run's data.
+
+    Returns:
+        ``(train_dataset, monitor_dataset)``.
+    """
+    train_dataset = data_module.make_dataset(*prepared.train, config.batch_size, shuffle=True,
+                                             seed=config.seed)
+    monitor_dataset = data_module.make_dataset(*prepared.monitored, batch_size=500)
+    return train_dataset, monitor_dataset
+
+
+def train_model(model, config: RunConfig, prepared: PreparedData, run_folder,
+                print_epochs: bool = True):
+    """Fit the model, recording into (and resuming from) the run folder.
+
+    Args:
+        model: The compiled model from :func:`build_model`.
+        config: The run configuration.
+        prepared: The run's data.
+        run_folder: A ``cifar_cnn.runs.RunFolder``.
+        print_epochs: Print one line per epoch.
+
+    Returns:
+        A ``cifar_cnn.train.TrainingResult``.
+    """
+    from cifar_cnn import train
+
+    train_dataset, monitor_dataset = make_datasets(config, prepared)
+    return train.fit(model, train_dataset, config.epochs, run_folder.path,
+                     validation_dataset=monitor_dataset,
+                     monitor_best=prepared.validation is not None, print_epochs=print_epochs)
+
+
+def evaluate_model(model, prepared: PreparedData):
+    """Evaluate on the test set.
+
+    Args:
+        model: The trained model.
+        prepared: The run's data.
+
+    Returns:
+        A ``cifar_cnn.evaluate.Evaluation``.
+    """
+    from cifar_cnn import evaluate
+
+    return evaluate.evaluate_model(model, *prepared.test)
+
+
+def final_metrics(config: RunConfig, prepared: PreparedData, training, evaluation) -> dict:
+    """The run's ``metrics.json``: results, timings and where the data came from.
+
+    Args:
+        config: The run configuration.
+        prepared: The run's data.
+        training: The ``TrainingResult``.
+        evaluation: The test ``Evaluation``.
+
+    Returns:
+        A JSON-ready dictionary.
+    """
+    monitored = training.series("val_accuracy")
+    epoch_seconds = training.series("seconds")
+    metrics = evaluation.summary(prepared.class_names)
+    metrics.update({
+        "recipe": config.recipe,
+        "epochs": len(training.history),
+        "train_examples": int(len(prepared.train[1])),
+        "test_examples": int(len(prepared.test[1])),
+        "final_train_accuracy": training.history[-1]["accuracy"] if training.history else None,
+        "monitored_on": prepared.validation_label,
+        "best_monitored_accuracy": max(monitored) if monitored else None,
+        "best_epoch": int(np.argmax(monitored)) + 1 if monitored else None,
+        "train_seconds": float(sum(epoch_seconds)),
+        "seconds_per_epoch": epoch_seconds,
+        "mean_seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
+        "resumed_from_epoch": training.resumed_from_epoch,
+        "data_source": prepared.source,
+        "data_load_seconds": prepared.load_seconds,
+    })
+    return metrics
+
+
+def run_experiment(config: RunConfig, print_epochs: bool = True):
+    """Run every step without figures: data, model, training, evaluation, run folder.
+
+    Args:
+        config: The run configuration.
+        print_epochs: Print one line per epoch.
+
+    Returns:
+        ``(run_folder, metrics)``.
+    """
+    from cifar_cnn import runs
+
+    prepared = prepare_data(config)
+    run_folder = runs.start_run(config)
+    model = build_model(config, prepared)
+    training = train_model(model, config, prepared, run_folder, print_epochs=print_epochs)
+    evaluation = evaluate_model(model, prepared)
+    metrics = final_metrics(config, prepared, training, evaluation)
+    run_folder.save_model(model)
+    run_folder.finish(metrics)
+    return run_folder, metrics

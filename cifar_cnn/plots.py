@@ -1,0 +1,215 @@
+"""Matplotlib figures built from arrays. Each function returns a Figure and never calls show().
+
+Figures are created with ``matplotlib.figure.Figure`` rather than ``pyplot``, so building
+them has no global side effects and works headless; Jupyter displays a returned Figure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _image_grid(images: np.ndarray, titles: Sequence[str], columns: int,
+                title: str | None = None, title_colors: Sequence[str] | None = None) -> Figure:
+    rows = max(1, math.ceil(len(images) / columns))
+    figure = Figure(figsize=(1.6 * columns, 1.75 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.set_axis_off()
+        if index < len(images):
+            axis.imshow(np.asarray(images[index], dtype=np.uint8))
+            axis.set_title(titles[index], fontsize=8,
+                           color=title_colors[index] if title_colors else "black")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                count: int = 25, columns: int = 5, seed: int = 0) -> Figure:
+    """A grid of randomly chosen images titled with their class, like the seed's first plot.
+
+    Args:
+        images: uint8 images (N, 32, 32, 3).
+        labels: Integer labels (N,).
+        class_names: Name of each label.
+        count: How many images to show.
+        columns: Images per row.
+        seed: Which images are picked.
+
+    Returns:
+        The Figure.
+    """
+    chosen = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)),
+                                                replace=False)
+    return _image_grid(images[chosen], [class_names[labels[i]] for i in chosen], columns)
+
+
+def class_balance(labels_by_split: dict[str, np.ndarray], class_names: Sequence[str]) -> Figure:
+    """Grouped bars of how many images each class has in each split.
+
+    Args:
+        labels_by_split: Split name -> integer labels, e.g. ``{"train": y_train, "test": y_test}``.
+        class_names: Name of each label.
+
+    Returns:
+        The Figure.
+    """
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    axis = figure.subplots()
+    positions = np.arange(len(class_names))
+    width = 0.8 / max(1, len(labels_by_split))
+    for offset, (split, labels) in enumerate(labels_by_split.items()):
+        counts = np.bincount(labels, minlength=len(class_names))
+        axis.bar(positions + offset * width, counts, width, label=f"{split} ({len(labels):,})")
+    axis.set_xticks(positions + width * (len(labels_by_split) - 1) / 2, class_names,
+                    rotation=30)
+    axis.set_ylabel("images")
+    axis.set_title("Images per class")
+    axis.legend()
+    return figure
+
+
+def training_curves(history: Sequence[dict], validation_label: str = "validation") -> Figure:
+    """Loss and accuracy per epoch, training against validation: overfitting shows as a gap.
+
+    Args:
+        history: One dict per epoch with ``epoch``, ``loss``, ``accuracy`` and optionally
+            ``val_loss`` and ``val_accuracy`` (``TrainingResult.history``).
+        validation_label: What the validation data was ("validation" or "test").
+
+    Returns:
+        The Figure.
+    """
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        axis.plot(epochs, [row[metric] for row in history], "o-", label="train")
+        if history and f"val_{metric}" in history[0]:
+            axis.plot(epochs, [row[f"val_{metric}"] for row in history], "o-",
+                      label=validation_label)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    loss_axis.set_title("Loss")
+    accuracy_axis.set_title("Accuracy")
+    return figure
+
+
+def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str],
+                            normalize: bool = True) -> Figure:
+    """A confusion matrix heat map, rows true classes, columns predicted classes.
+
+    Args:
+        matrix: Counts (classes, classes).
+        class_names: Name of each label.
+        normalize: Show each row as fractions of its true class.
+
+    Returns:
+        The Figure.
+    """
+    values = matrix.astype(np.float64)
+    if normalize:
+        values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(7, 6), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(values, cmap="Blues", vmin=0)
+    figure.colorbar(image, ax=axis, shrink=0.8)
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    threshold = values.max() / 2 if values.size else 0
+    for row in range(values.shape[0]):
+        for column in range(values.shape[1]):
+            text = f"{values[row, column]:.2f}" if normalize else str(matrix[row, column])
+            axis.text(column, row, text, ha="center", va="center", fontsize=7,
+                      color="white" if values[row, column] > threshold else "black")
+    axis.set_title("Confusion matrix" + (" (fraction of each true class)" if normalize else ""))
+    return figure
+
+
+def per_class_accuracy_figure(per_class_accuracy: Sequence[float],
+                              class_names: Sequence[str]) -> Figure:
+    """Horizontal bars of each class's accuracy.
+
+    Args:
+        per_class_accuracy: Accuracy of each class, in label order.
+        class_names: Name of each label.
+
+    Returns:
+        The Figure.
+    """
+    figure = Figure(figsize=(6, 3.8), layout="constrained")
+    axis = figure.subplots()
+    axis.barh(class_names, per_class_accuracy)
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("accuracy")
+    axis.set_title("Test accuracy per class")
+    for position, value in enumerate(per_class_accuracy):
+        axis.text(min(value + 0.01, 0.9), position, f"{value:.2f}", va="center", fontsize=8)
+    return figure
+
+
+def misclassified_gallery(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
+                          indices: Sequence[int], class_names: Sequence[str],
+                          columns: int = 6) -> Figure:
+    """Misclassified images titled "true -> predicted".
+
+    Args:
+        images: uint8 images (N, 32, 32, 3).
+        labels: True labels (N,).
+        predictions: Predicted labels (N,).
+        indices: Which images to show (e.g. ``evaluate.misclassified_indices``).
+        class_names: Name of each label.
+        columns: Images per row.
+
+    Returns:
+        The Figure.
+    """
+    indices = list(indices)
+    titles = [f"{class_names[labels[i]]}\n-> {class_names[predictions[i]]}" for i in indices]
+    return _image_grid(images[indices], titles, columns, title="Misclassified test images",
+                       title_colors=["firebrick"] * len(indices))
+
+
+def prediction_figure(image: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+                      true_label: int | None = None) -> Figure:
+    """One image beside a bar chart of its class probabilities (the seed's last step).
+
+    Args:
+        image: uint8 image (32, 32, 3).
+        probabilities: Probability of each class.
+        class_names: Name of each label.
+        true_label: The true class, if known: its bar is outlined and named in the title.
+
+    Returns:
+        The Figure.
+    """
+    figure = Figure(figsize=(8, 3.2), layout="constrained")
+    image_axis, bar_axis = figure.subplots(1, 2, width_ratios=[1, 1.6])
+    image_axis.imshow(np.asarray(image, dtype=np.uint8))
+    image_axis.set_axis_off()
+    predicted = int(np.argmax(probabilities))
+    title = f"predicted: {class_names[predicted]} ({probabilities[predicted]:.0%})"
+    if true_label is not None:
+        title += f"\ntrue: {class_names[true_label]}"
+    image_axis.set_title(title, fontsize=9)
+    colors = ["tab:green" if index == predicted else "tab:gray"
+              for index in range(len(class_names))]
+    bars = bar_axis.barh(class_names, probabilities, color=colors)
+    if true_label is not None:
+        bars[true_label].set_edgecolor("black")
+        bars[true_label].set_linewidth(1.5)
+    bar_axis.invert_yaxis()
+    bar_axis.set_xlim(0, 1)
+    bar_axis.set_xlabel("probability")
+    return figure

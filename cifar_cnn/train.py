@@ -1,0 +1,252 @@
+"""Compiling and fitting a model with callbacks that record, checkpoint and resume. Draws nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from cifar_cnn.checkpoints import TrainingStateCheckpoint, restore_training_state
+from cifar_cnn.recipes import Recipe
+
+OPTIMIZERS = ("adam", "sgd_nesterov")
+SCHEDULES = ("constant", "warmup_linear_decay")
+
+
+def set_seeds(seed: int) -> None:
+    """Seed Python, NumPy and the backend so weights and data order are reproducible.
+
+    Args:
+        seed: Any non-negative integer.
+    """
+    keras.utils.set_random_seed(seed)
+
+
+def learning_rate_schedule(recipe: Recipe, learning_rate: float, epochs: int,
+                           steps_per_epoch: int):
+    """The recipe's learning rate as a constant or a Keras schedule.
+
+    Args:
+        recipe: Names the schedule.
+        learning_rate: The peak learning rate.
+        epochs: Total epochs of the run.
+        steps_per_epoch: Optimizer steps per epoch.
+
+    Returns:
+        A float or a ``keras.optimizers.schedules.LearningRateSchedule``.
+    """
+    if recipe.schedule == "constant":
+        return learning_rate
+    if recipe.schedule == "warmup_linear_decay":
+        total_steps = max(1, epochs * steps_per_epoch)
+        warmup_steps = max(1, int(0.2 * total_steps))
+        decay = keras.optimizers.schedules.PolynomialDecay(
+            learning_rate, total_steps - warmup_steps, end_learning_rate=0.0, power=1.0)
+        return _WarmupThen(decay, learning_rate, warmup_steps)
+    raise ValueError(f"Unknown schedule {recipe.schedule!r}; valid choices: {', '.join(SCHEDULES)}.")
+
+
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class _WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then ``after`` (offset)."""
+
+    def __init__(self, after, peak, warmup_steps):
+        self.after, self.peak, self.warmup_steps = after, float(peak), int(warmup_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = self.peak * step / self.warmup_steps
+        return keras.ops.where(step < self.warmup_steps, warmup,
+                               self.after(step - self.warmup_steps))
+
+    def get_config(self):
+        return {"after": keras.saving.serialize_keras_object(self.after), "peak": self.peak,
+                "warmup_steps": self.warmup_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["after"] = keras.saving.deserialize_keras_object(config["after"])
+        return cls(**config)
+
+
+def make_optimizer(recipe: Recipe, learning_rate: float, epochs: int, steps_per_epoch: int):
+    """Build the recipe's optimizer.
+
+    Args:
+        recipe: Names the optimizer and schedule and gives the weight decay.
+        learning_rate: The peak learning rate.
+        epochs: Total epochs of the run.
+        steps_per_epoch: Optimizer steps per epoch.
+
+    Returns:
+        A ``keras.optimizers.Optimizer``.
+    """
+    schedule = learning_rate_schedule(recipe, learning_rate, epochs, steps_per_epoch)
+    decay = recipe.weight_decay or None
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(schedule, weight_decay=decay)
+    if recipe.optimizer == "sgd_nesterov":
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=decay)
+    raise ValueError(f"Unknown optimizer {recipe.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}.")
+
+
+def compile_model(model: keras.Model, recipe: Recipe, learning_rate: float, epochs: int,
+                  steps_per_epoch: int, jit_compile: bool | str = "auto") -> keras.Model:
+    """Compile with the recipe's optimizer, sparse cross-entropy and accuracy.
+
+    Args:
+        model: An uncompiled model ending in softmax probabilities.
+        recipe: The training recipe.
+        learning_rate: Peak learning rate.
+        epochs: Total epochs of the run (for schedules).
+        steps_per_epoch: Optimizer steps per epoch (for schedules).
+        jit_compile: Passed to ``model.compile`` (XLA).
+
+    Returns:
+        The same model, compiled.
+    """
+    model.compile(
+        optimizer=make_optimizer(recipe, learning_rate, epochs, steps_per_epoch),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def _write_json_atomically(path: Path, document) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Keep every epoch's metrics and wall-clock seconds, on disk after each epoch.
+
+    On a resumed run it starts from the rows already recorded for the restored epochs, so
+    the history covers the whole run, not just the part after the restart.
+
+    Args:
+        path: The run's ``history.json``.
+        completed_epochs: Epochs already done (restored) when this fit starts.
+    """
+
+    def __init__(self, path: Path, completed_epochs: int = 0):
+        super().__init__()
+        self.path = Path(path)
+        previous = json.loads(self.path.read_text()) if self.path.is_file() else []
+        # Rows beyond the restored state belong to an epoch whose checkpoint never landed.
+        self.rows = [row for row in previous if row["epoch"] <= completed_epochs]
+        self._epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._epoch_started}
+        row.update({name: float(value) for name, value in (logs or {}).items()})
+        self.rows.append(row)
+        _write_json_atomically(self.path, self.rows)
+
+
+class EpochLine(keras.callbacks.Callback):
+    """Print one short line per epoch: readable live and in an executed notebook.
+
+    Args:
+        total_epochs: The run's epoch count, for the "3/20" display.
+        stream: Where to print (default standard output).
+    """
+
+    def __init__(self, total_epochs: int, stream=None):
+        super().__init__()
+        self.total_epochs = total_epochs
+        self.stream = stream or sys.stdout
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = " - ".join(f"{name} {value:.4f}" for name, value in (logs or {}).items()
+                             if name != "learning_rate")
+        print(f"epoch {epoch + 1}/{self.total_epochs} - {time.perf_counter() - self._started:.1f}s"
+              f" - {metrics}", file=self.stream, flush=True)
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        history: One dict per epoch of the whole run (resumed epochs included), with
+            ``epoch``, ``seconds``, ``loss``, ``accuracy`` and, with validation data,
+            ``val_loss`` and ``val_accuracy``.
+        resumed_from_epoch: Epochs restored from an interrupted run (0 for a fresh run).
+        train_seconds: Wall-clock seconds of this process's ``model.fit`` call.
+    """
+
+    history: list[dict] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+    train_seconds: float = 0.0
+
+    def series(self, name: str) -> list[float]:
+        """Return one metric over the epochs (e.g. ``"val_accuracy"``)."""
+        return [row[name] for row in self.history if name in row]
+
+
+def fit(model: keras.Model, train_dataset, epochs: int, run_directory: Path, *,
+        validation_dataset=None, monitor_best: bool = False, extra_callbacks=(),
+        print_epochs: bool = True) -> TrainingResult:
+    """Train a compiled model with ``model.fit``, resuming from the run folder if it can.
+
+    Callbacks: per-epoch history on disk, atomic per-epoch training state (weights and
+    optimizer) for resuming a killed run, a one-line-per-epoch display, and, when
+    ``monitor_best``, the best model by validation accuracy.
+
+    Args:
+        model: A compiled model.
+        train_dataset: A ``tf.data.Dataset`` of training batches.
+        epochs: Total epochs of the run (a resumed run trains only the rest).
+        run_directory: The run folder: receives ``history.json``, ``training_state/`` (kept
+            for resuming until the run is finalised) and,
+            with ``monitor_best``, ``best.keras``.
+        validation_dataset: Optional dataset evaluated after each epoch.
+        monitor_best: Keep ``best.keras`` by ``val_accuracy`` (only meaningful on a real
+            validation split, never on the test set).
+        extra_callbacks: More Keras callbacks (e.g. TensorBoard).
+        print_epochs: Print one line per epoch.
+
+    Returns:
+        A :class:`TrainingResult`.
+    """
+    run_directory = Path(run_directory)
+    state_directory = run_directory / "training_state"
+    resumed_from = restore_training_state(model, state_directory)
+    recorder = HistoryRecorder(run_directory / "history.json", completed_epochs=resumed_from)
+    callbacks = [recorder, TrainingStateCheckpoint(state_directory), *extra_callbacks]
+    if monitor_best and validation_dataset is not None:
+        best_so_far = max((row.get("val_accuracy", -math.inf) for row in recorder.rows),
+                          default=None)
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            run_directory / "best.keras", monitor="val_accuracy", mode="max",
+            save_best_only=True, initial_value_threshold=best_so_far))
+    if print_epochs:
+        if resumed_from:
+            print(f"resuming after epoch {resumed_from} from {state_directory}", flush=True)
+        callbacks.append(EpochLine(epochs))
+    started = time.perf_counter()
+    model.fit(train_dataset, epochs=epochs, initial_epoch=resumed_from,
+              validation_data=validation_dataset, callbacks=callbacks, verbose=0,
+              shuffle=False)  # The tf.data pipeline already shuffles.
+    train_seconds = time.perf_counter() - started
+    # The training state stays until the run folder is finalised (runs.finish_run): a kill
+    # between here and there must still find every epoch done, not start again.
+    return TrainingResult(history=recorder.rows, resumed_from_epoch=resumed_from,
+                          train_seconds=train_seconds)
