@@ -125,6 +125,34 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+# Names an IPython namespace holds that are not parameters.
+_INTERACTIVE_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Collect the parameters a notebook defined, papermill's injected ones included.
+
+    Everything in the namespace that is not private (``_name``), a module, a function or a
+    class, nor one of IPython's own names, counts as a parameter. Unknown names are thus
+    passed on to :meth:`RunConfig.from_parameters`, which rejects them: a mistyped
+    ``papermill -p epoch 5`` fails loudly instead of silently training 20 epochs.
+
+    Args:
+        namespace: The notebook's ``globals()``.
+
+    Returns:
+        Parameter names and values.
+    """
+    import types
+
+    return {
+        name: value for name, value in namespace.items()
+        if not name.startswith("_") and name not in _INTERACTIVE_NAMES
+        and not isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+                                   type))
+    }
+
+
 def _require_int(config: RunConfig, name: str, minimum: int, optional: bool = False) -> None:
     value = getattr(config, name)
     if optional and value is None:
@@ -134,4 +162,5 @@ def _require_int(config: RunConfig, name: str, minimum: int, optional: bool = Fa
                          f"{' or None' if optional else ''}, got {value!r}.")
 
 
-__all__ = ["QUICK_ENVIRONMENT_VARIABLE", "QUICK_OVERRIDES", "RECIPES", "RunConfig"]
+__all__ = ["QUICK_ENVIRONMENT_VARIABLE", "QUICK_OVERRIDES", "RECIPES", "RunConfig",
+           "notebook_parameters"]

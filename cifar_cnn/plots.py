@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def _image_grid(images: np.ndarray, titles: Sequence[str], columns: int,
@@ -94,6 +95,7 @@ def training_curves(history: Sequence[dict], validation_label: str = "validation
             axis.plot(epochs, [row[f"val_{metric}"] for row in history], "o-",
                       label=validation_label)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()

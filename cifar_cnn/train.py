@@ -227,6 +227,7 @@ def fit(model: keras.Model, train_dataset, epochs: int, run_directory: Path, *,
         A :class:`TrainingResult`.
     """
     run_directory = Path(run_directory)
+    run_directory.mkdir(parents=True, exist_ok=True)
     state_directory = run_directory / "training_state"
     resumed_from = restore_training_state(model, state_directory)
     recorder = HistoryRecorder(run_directory / "history.json", completed_epochs=resumed_from)

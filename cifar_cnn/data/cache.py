@@ -58,7 +58,8 @@ def folder_fingerprint(root: Path) -> str:
         subdirectories.sort()
         for file_name in sorted(files):
             path = os.path.join(directory, file_name)
-            status = os.stat(path)
+            # lstat: a dangling link must reach FolderTree's clear error, not raise here.
+            status = os.lstat(path)
             relative = os.path.relpath(path, root)
             digest.update(f"{relative}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
     return digest.hexdigest()
@@ -84,7 +85,7 @@ def load_cached(path: Path):
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in _ARRAY_NAMES}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
         return None  # A damaged cache is rebuilt from the source, never trusted.
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]

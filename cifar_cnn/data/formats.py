@@ -203,6 +203,8 @@ def _image_folder_split(tree: FileTree, prefix: str, split: str) -> list[tuple[s
         if not path.startswith(split_prefix):
             continue
         relative = path[len(split_prefix):]
+        if relative.startswith("."):
+            continue  # Hidden files and folders (.DS_Store, macOS ._ files) are not classes.
         if "/" not in relative:
             raise DataSourceError(
                 f"{tree.description}: {path} lies directly in {split}/; images belong in "

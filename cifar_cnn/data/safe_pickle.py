@@ -15,11 +15,17 @@ import numpy as np
 
 from cifar_cnn.data.errors import DataSourceError
 
+# NumPy 1.x has only ``numpy.core``; NumPy 2 renamed it ``numpy._core``.
+_numpy_core = np._core if hasattr(np, "_core") else np.core
+
 # (module, name) pairs a CIFAR-10 batch may reference. NumPy 2 moved ``numpy.core`` to
 # ``numpy._core``; both spellings occur in real files, and both resolve to the same function.
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_core.multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_core.multiarray._reconstruct,
+    # Pickle protocol 5 (pickle.HIGHEST_PROTOCOL) rebuilds arrays from a buffer instead.
+    ("numpy.core.numeric", "_frombuffer"): _numpy_core.numeric._frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_core.numeric._frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     # Python 3 writes bytes in protocol-2 pickles through codecs.encode.

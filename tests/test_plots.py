@@ -1,0 +1,70 @@
+"""Figures: each plot returns a Figure with the expected content and opens no pyplot window."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from cifar_cnn import plots  # noqa: E402
+from cifar_cnn.data import CLASS_NAMES  # noqa: E402
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.integers(0, 256, (30, 32, 32, 3)).astype(np.uint8)
+LABELS = np.arange(30) % 10
+
+
+def _titles(figure):
+    return [axis.get_title() for axis in figure.axes]
+
+
+def test_sample_grid_titles_images_with_their_class():
+    figure = plots.sample_grid(IMAGES, LABELS, CLASS_NAMES, count=10, columns=5)
+    assert isinstance(figure, Figure)
+    titles = [title for title in _titles(figure) if title]
+    assert len(titles) == 10 and set(titles) <= set(CLASS_NAMES)
+    assert plt.get_fignums() == []  # Nothing leaked into pyplot's global state.
+
+
+def test_training_curves_show_train_and_validation():
+    history = [{"epoch": e, "loss": 1 / e, "accuracy": e / 10, "val_loss": 1.5 / e,
+                "val_accuracy": e / 12} for e in range(1, 6)]
+    figure = plots.training_curves(history, validation_label="test")
+    loss_axis, accuracy_axis = figure.axes
+    assert [line.get_label() for line in loss_axis.get_lines()] == ["train", "test"]
+    np.testing.assert_allclose(accuracy_axis.get_lines()[1].get_ydata(),
+                               [row["val_accuracy"] for row in history])
+
+
+def test_training_curves_without_validation_draw_only_train():
+    figure = plots.training_curves([{"epoch": 1, "loss": 2.0, "accuracy": 0.2}])
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["train"]
+
+
+def test_confusion_matrix_figure_normalises_rows():
+    matrix = np.array([[3, 1], [0, 4]])
+    figure = plots.confusion_matrix_figure(matrix, ["a", "b"])
+    shown = figure.axes[0].get_images()[0].get_array()
+    np.testing.assert_allclose(shown, [[0.75, 0.25], [0.0, 1.0]])
+
+
+def test_prediction_figure_names_predicted_and_true_class():
+    probabilities = np.full(10, 0.05)
+    probabilities[3] = 0.55
+    figure = plots.prediction_figure(IMAGES[0], probabilities, CLASS_NAMES, true_label=5)
+    title = figure.axes[0].get_title()
+    assert "predicted: cat (55%)" in title and "true: dog" in title
+    assert len(figure.axes[1].patches) == 10
+
+
+def test_misclassified_gallery_and_bars_and_balance():
+    predictions = (LABELS + 1) % 10
+    gallery = plots.misclassified_gallery(IMAGES, LABELS, predictions, [0, 4], CLASS_NAMES)
+    assert "airplane\n-> automobile" in _titles(gallery)
+    bars = plots.per_class_accuracy_figure(np.linspace(0, 1, 10), CLASS_NAMES)
+    assert len(bars.axes[0].patches) == 10
+    balance = plots.class_balance({"train": LABELS, "test": LABELS[:10]}, CLASS_NAMES)
+    heights = [patch.get_height() for patch in balance.axes[0].patches]
+    assert heights == [3] * 10 + [1] * 10
