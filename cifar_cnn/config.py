@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cifar_cnn.data.pipeline import PREPROCESSING_MODES
+from cifar_cnn.precision import PRECISION_CHOICES
 from cifar_cnn.recipes import RECIPES, get_recipe
 
 QUICK_ENVIRONMENT_VARIABLE = "CIFAR_CNN_QUICK"
@@ -36,6 +37,11 @@ class RunConfig:
             0 trains on all 50,000 images and, like the seed notebook, shows the test set's
             curve as the validation curve (no model selection is done on it).
         preprocessing: ``"scale"`` (x/255) or ``"standardize"``; None takes the recipe's.
+        mixed_precision: ``"auto"``, ``"float32"``, ``"mixed_bfloat16"`` or
+            ``"mixed_float16"``; None takes the recipe's (the seed: float32).
+        xla: Compile training steps with XLA; None lets Keras decide (on with a GPU).
+        tta: Test-time augmentation (average with the mirrored image); None: the recipe's.
+        tensorboard: Write TensorBoard logs to ``<run folder>/tensorboard``.
         max_train_examples: Train on a stratified subset of this size (None: all).
         max_test_examples: Evaluate on a stratified subset of this size (None: all).
         output_dir: Folder that receives one run folder per run.
@@ -51,6 +57,10 @@ class RunConfig:
     data_source: str | None = None
     validation_split: float = 0.0
     preprocessing: str | None = None
+    mixed_precision: str | None = None
+    xla: bool | None = None
+    tta: bool | None = None
+    tensorboard: bool = False
     max_train_examples: int | None = None
     max_test_examples: int | None = None
     output_dir: str = "runs"
@@ -60,9 +70,14 @@ class RunConfig:
     def __post_init__(self):
         recipe = get_recipe(self.recipe)
         # Fill recipe defaults so the frozen config always holds the values actually used.
-        for name in ("epochs", "batch_size", "learning_rate", "preprocessing"):
+        recipe_defaults = {"epochs": recipe.epochs, "batch_size": recipe.batch_size,
+                           "learning_rate": recipe.learning_rate,
+                           "preprocessing": recipe.preprocessing,
+                           "mixed_precision": recipe.precision,
+                           "tta": recipe.flip_test_time_augmentation}
+        for name, default in recipe_defaults.items():
             if getattr(self, name) is None:
-                object.__setattr__(self, name, getattr(recipe, name))
+                object.__setattr__(self, name, default)
         _require_int(self, "epochs", minimum=1)
         _require_int(self, "batch_size", minimum=1)
         _require_int(self, "seed", minimum=0)
@@ -79,6 +94,14 @@ class RunConfig:
         if self.preprocessing not in PREPROCESSING_MODES:
             raise ValueError(f"Unknown preprocessing {self.preprocessing!r}; valid choices: "
                              f"{', '.join(PREPROCESSING_MODES)}.")
+        if self.mixed_precision not in PRECISION_CHOICES:
+            raise ValueError(f"Unknown mixed_precision {self.mixed_precision!r}; valid choices: "
+                             f"{', '.join(PRECISION_CHOICES)}.")
+        for name in ("xla", "tta", "tensorboard", "overwrite"):
+            value = getattr(self, name)
+            if not (isinstance(value, bool) or (value is None and name == "xla")):
+                raise ValueError(f"{name} must be True or False"
+                                 f"{' or None' if name == 'xla' else ''}, got {value!r}.")
         for name in ("data_source", "run_name"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -87,8 +110,6 @@ class RunConfig:
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
         if not isinstance(self.output_dir, str) or not self.output_dir.strip():
             raise ValueError(f"output_dir must be a non-empty path, got {self.output_dir!r}.")
-        if not isinstance(self.overwrite, bool):
-            raise ValueError(f"overwrite must be True or False, got {self.overwrite!r}.")
 
     @classmethod
     def parameter_names(cls) -> tuple[str, ...]:

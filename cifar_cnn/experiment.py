@@ -85,14 +85,17 @@ def build_model(config: RunConfig, prepared: PreparedData):
     Returns:
         A compiled ``keras.Model``.
     """
-    from cifar_cnn import models, train
+    from cifar_cnn import models, precision, train
 
     recipe = get_recipe(config.recipe)
+    precision.apply_precision(config.mixed_precision)
     train.set_seeds(config.seed)
     preprocessing = data_module.preprocessing_layer(config.preprocessing, prepared.train[0])
-    model = models.build_model(recipe.model, preprocessing=preprocessing)
+    model = models.build_model(recipe.model, preprocessing=preprocessing,
+                               train_images=prepared.train[0])
     return train.compile_model(model, recipe, config.learning_rate, config.epochs,
-                               steps_per_epoch(config, prepared))
+                               steps_per_epoch(config, prepared),
+                               jit_compile="auto" if config.xla is None else config.xla)
 
 
 def make_datasets(config: RunConfig, prepared: PreparedData):
@@ -105,8 +108,11 @@ def make_datasets(config: RunConfig, prepared: PreparedData):
     Returns:
         ``(train_dataset, monitor_dataset)``.
     """
+    from cifar_cnn.augment import make_augmenter
+
+    augmenter = make_augmenter(get_recipe(config.recipe).augmentations)
     train_dataset = data_module.make_dataset(*prepared.train, config.batch_size, shuffle=True,
-                                             seed=config.seed)
+                                             seed=config.seed, augment=augmenter)
     monitor_dataset = data_module.make_dataset(*prepared.monitored, batch_size=500)
     return train_dataset, monitor_dataset
 
@@ -125,19 +131,25 @@ def train_model(model, config: RunConfig, prepared: PreparedData, run_folder,
     Returns:
         A ``cifar_cnn.train.TrainingResult``.
     """
+    import keras
+
     from cifar_cnn import train
 
     train_dataset, monitor_dataset = make_datasets(config, prepared)
+    extra_callbacks = []
+    if config.tensorboard:
+        extra_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_folder.path / "tensorboard")))
     return train.fit(model, train_dataset, config.epochs, run_folder.path,
-                     validation_dataset=monitor_dataset,
+                     validation_dataset=monitor_dataset, extra_callbacks=extra_callbacks,
                      monitor_best=prepared.validation is not None, print_epochs=print_epochs)
 
 
-def evaluate_model(model, prepared: PreparedData):
-    """Evaluate on the test set.
+def evaluate_model(model, config: RunConfig, prepared: PreparedData):
+    """Evaluate on the test set, with flip test-time augmentation when ``config.tta``.
 
     Args:
         model: The trained model.
+        config: The run configuration.
         prepared: The run's data.
 
     Returns:
@@ -145,7 +157,7 @@ def evaluate_model(model, prepared: PreparedData):
     """
     from cifar_cnn import evaluate
 
-    return evaluate.evaluate_model(model, *prepared.test)
+    return evaluate.evaluate_model(model, *prepared.test, flip_augmentation=config.tta)
 
 
 def final_metrics(config: RunConfig, prepared: PreparedData, training, evaluation) -> dict:
@@ -175,11 +187,21 @@ def final_metrics(config: RunConfig, prepared: PreparedData, training, evaluatio
         "train_seconds": float(sum(epoch_seconds)),
         "seconds_per_epoch": epoch_seconds,
         "mean_seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
+        "train_images_per_second": (len(prepared.train[1]) * len(epoch_seconds)
+                                    / sum(epoch_seconds)) if epoch_seconds else None,
+        "precision_policy": _global_policy_name(),
+        "test_time_augmentation": "flip" if config.tta else None,
         "resumed_from_epoch": training.resumed_from_epoch,
         "data_source": prepared.source,
         "data_load_seconds": prepared.load_seconds,
     })
     return metrics
+
+
+def _global_policy_name() -> str:
+    import keras
+
+    return keras.mixed_precision.global_policy().name
 
 
 def run_experiment(config: RunConfig, print_epochs: bool = True):
@@ -198,7 +220,7 @@ def run_experiment(config: RunConfig, print_epochs: bool = True):
     run_folder = runs.start_run(config)
     model = build_model(config, prepared)
     training = train_model(model, config, prepared, run_folder, print_epochs=print_epochs)
-    evaluation = evaluate_model(model, prepared)
+    evaluation = evaluate_model(model, config, prepared)
     metrics = final_metrics(config, prepared, training, evaluation)
     run_folder.save_model(model)
     run_folder.finish(metrics)

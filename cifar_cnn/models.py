@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 import keras
+import numpy as np
 from keras import layers
 
 NUM_CLASSES = 10
@@ -17,7 +18,7 @@ INPUT_SHAPE = (32, 32, 3)
 
 
 def seed_cnn(preprocessing: keras.layers.Layer | None = None, num_classes: int = NUM_CLASSES,
-             input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
+             input_shape: tuple[int, int, int] = INPUT_SHAPE, train_images=None) -> keras.Model:
     """The seed notebook's network, layer for layer.
 
     Conv2D(32, 3, same, relu) - MaxPool(2) - Conv2D(64, 3, same, relu) - MaxPool(2) -
@@ -29,6 +30,7 @@ def seed_cnn(preprocessing: keras.layers.Layer | None = None, num_classes: int =
             seed scaled its arrays).
         num_classes: Output classes.
         input_shape: Image shape, channels last.
+        train_images: Unused (the registry passes it to every builder).
 
     Returns:
         An uncompiled functional ``keras.Model`` named ``"seed_cnn"``.
@@ -50,8 +52,158 @@ def seed_cnn(preprocessing: keras.layers.Layer | None = None, num_classes: int =
     return keras.Model(inputs, outputs, name="seed_cnn")
 
 
+def _softmax_head(x, num_classes: int, use_bias: bool = True, logit_scale: float | None = None):
+    """Dense logits, optionally scaled, then a float32 softmax (safe under mixed precision)."""
+    x = layers.Dense(num_classes, use_bias=use_bias, name="logits")(x)
+    if logit_scale is not None:
+        x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+
+
+def regularized_seed_cnn(preprocessing: keras.layers.Layer | None = None,
+                         num_classes: int = NUM_CLASSES,
+                         input_shape: tuple[int, int, int] = INPUT_SHAPE,
+                         train_images=None) -> keras.Model:
+    """The seed network with BatchNorm after each convolution and the first dense layer.
+
+    Same widths as :func:`seed_cnn` (the point is to show what standard regularisation does
+    to the same small network); convolutions lose their bias, which BatchNorm replaces.
+
+    Args:
+        preprocessing: Layer applied to raw pixels first (default ``x / 255``).
+        num_classes: Output classes.
+        input_shape: Image shape, channels last.
+        train_images: Unused.
+
+    Returns:
+        An uncompiled ``keras.Model`` named ``"regularized_seed_cnn"``.
+    """
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = (preprocessing or layers.Rescaling(1.0 / 255.0, name="preprocessing"))(inputs)
+    for index, filters in enumerate((32, 64), start=1):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = layers.BatchNormalization(name=f"bn{index}")(x)
+        x = layers.Activation("relu", name=f"relu{index}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, use_bias=False, name="dense1")(x)
+    x = layers.BatchNormalization(name="bn_dense1")(x)
+    x = layers.Activation("relu", name="relu_dense1")(x)
+    x = layers.Dropout(0.4, name="dropout1")(x)
+    x = layers.Dense(256, activation="relu", name="dense2")(x)
+    x = layers.Dropout(0.4, name="dropout2")(x)
+    return keras.Model(inputs, _softmax_head(x, num_classes), name="regularized_seed_cnn")
+
+
+def whitening_kernel(images: np.ndarray, patch_size: int = 2, epsilon: float = 5e-4) -> np.ndarray:
+    """Convolution filters that whiten image patches (PCA whitening), and their negatives.
+
+    The eigenvectors of the patch covariance, each divided by the square root of its
+    eigenvalue, decorrelate the pixels of every patch: the first layer then sees features
+    of equal variance, which lets the rest of the network train fast (airbench, arXiv
+    2404.00498; "How to train your ResNet").
+
+    Args:
+        images: Preprocessed float images (N, H, W, C) — a few thousand are enough.
+        patch_size: Height and width of the patches (and of the kernel).
+        epsilon: Added to the eigenvalues, so near-zero directions are not blown up.
+
+    Returns:
+        float32 kernel (patch_size, patch_size, C, 2 * patch_size**2 * C).
+    """
+    images = np.asarray(images, dtype=np.float64)
+    channels = images.shape[-1]
+    windows = np.lib.stride_tricks.sliding_window_view(images, (patch_size, patch_size),
+                                                       axis=(1, 2))
+    # (N, H', W', C, p, p) -> rows of patches flattened in the kernel's (p, p, C) order.
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, patch_size * patch_size * channels)
+    covariance = np.cov(patches, rowvar=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    filters = eigenvectors / np.sqrt(eigenvalues + epsilon)
+    filters = np.concatenate([filters, -filters], axis=1)
+    return filters.reshape(patch_size, patch_size, channels, -1).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class PatchWhitening(layers.Layer):
+    """A 2x2 'valid' convolution whose kernel is fixed (set from data) and whose bias trains.
+
+    Args:
+        filters: Output channels (twice the patch dimension).
+        kernel_size: Patch height and width.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size = filters, kernel_size
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, self.kernel_size, input_shape[-1], self.filters),
+            initializer="zeros", trainable=False)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        outputs = keras.ops.conv(inputs, keras.ops.cast(self.kernel, inputs.dtype), padding="valid")
+        return outputs + keras.ops.cast(self.bias, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+
+
+def _conv_group(x, filters: int, name: str, batchnorm_momentum: float):
+    """Conv - MaxPool - BN - GELU - Conv - BN - GELU, the airbench block."""
+    for index in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                          name=f"{name}_conv{index}")(x)
+        if index == 1:
+            x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+        x = layers.BatchNormalization(momentum=batchnorm_momentum, epsilon=1e-5, scale=False,
+                                      name=f"{name}_bn{index}")(x)
+        x = layers.Activation("gelu", name=f"{name}_gelu{index}")(x)
+    return x
+
+
+def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: int = NUM_CLASSES,
+                 input_shape: tuple[int, int, int] = INPUT_SHAPE, train_images=None,
+                 widths: tuple[int, int, int] = (64, 256, 256)) -> keras.Model:
+    """A fast residual-free network in the shape of airbench94 (KellerJordan/cifar10-airbench).
+
+    Frozen patch-whitening first layer (its kernel computed from the training images),
+    GELU, three Conv-Pool-BN-GELU-Conv-BN-GELU groups (64, 256, 256 channels), global max
+    pooling and a bias-free linear layer with logits scaled by 1/9.
+
+    Args:
+        preprocessing: Layer applied to raw pixels first (the recipe standardises).
+        num_classes: Output classes.
+        input_shape: Image shape, channels last.
+        train_images: Raw uint8 training images, for the whitening filters (required).
+        widths: Channels of the three groups.
+
+    Returns:
+        An uncompiled ``keras.Model`` named ``"airbench_net"``.
+    """
+    if train_images is None:
+        raise ValueError("airbench_net needs train_images to compute its whitening layer.")
+    preprocessing = preprocessing or layers.Rescaling(1.0 / 255.0, name="preprocessing")
+    sample = np.asarray(train_images[:5000], dtype=np.float32)
+    whitening = PatchWhitening(filters=24, kernel_size=2, name="whitening")
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = preprocessing(inputs)
+    x = whitening(x)
+    whitening.kernel.assign(whitening_kernel(keras.ops.convert_to_numpy(preprocessing(sample))))
+    x = layers.Activation("gelu", name="whitening_gelu")(x)
+    for index, width in enumerate(widths, start=1):
+        x = _conv_group(x, width, name=f"group{index}", batchnorm_momentum=0.4)
+    x = layers.GlobalMaxPooling2D(name="global_pool")(x)
+    outputs = _softmax_head(x, num_classes, use_bias=False, logit_scale=1 / 9)
+    return keras.Model(inputs, outputs, name="airbench_net")
+
+
 MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "seed_cnn": seed_cnn,
+    "regularized_seed_cnn": regularized_seed_cnn,
+    "airbench_net": airbench_net,
 }
 
 
@@ -62,7 +214,8 @@ def build_model(name: str, preprocessing: keras.layers.Layer | None = None,
     Args:
         name: A key of ``MODEL_BUILDERS``.
         preprocessing: The input preprocessing layer (see ``cifar_cnn.data``).
-        **options: Passed to the builder (``num_classes``, ``input_shape``, ...).
+        **options: Passed to the builder (``num_classes``, ``input_shape``, ``train_images``
+            for models whose first layer is computed from data).
 
     Returns:
         An uncompiled ``keras.Model``.

@@ -26,7 +26,13 @@ class Recipe:
         preprocessing: ``"scale"`` or ``"standardize"`` (``cifar_cnn.data``).
         augmentations: Names of training-time augmentations (``cifar_cnn.augment``).
         label_smoothing: Label smoothing of the cross-entropy loss.
-        weight_decay: Decoupled weight decay (0 for none).
+        weight_decay: Decoupled weight decay (0 for none), as Keras applies it:
+            ``w -= learning_rate * weight_decay * w`` each step.
+        momentum: Momentum of ``sgd_nesterov``.
+        warmup_fraction: Share of the steps spent warming up, for ``warmup_linear_decay``.
+        flip_test_time_augmentation: Default for the ``tta`` parameter: average each test
+            image's prediction with its mirror's.
+        precision: Default for the ``mixed_precision`` parameter (``cifar_cnn.precision``).
     """
 
     name: str
@@ -41,6 +47,10 @@ class Recipe:
     augmentations: tuple[str, ...] = ()
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
+    momentum: float = 0.9
+    warmup_fraction: float = 0.2
+    flip_test_time_augmentation: bool = False
+    precision: str = "float32"
 
 
 RECIPES: dict[str, Recipe] = {
@@ -51,6 +61,42 @@ RECIPES: dict[str, Recipe] = {
         epochs=20,
         batch_size=32,
         learning_rate=1e-3,
+    ),
+    "seed_regularized": Recipe(
+        name="seed_regularized",
+        description="The seed's small network plus BatchNorm, flip and translate augmentation, "
+                    "label smoothing and a warm-up/linear-decay schedule.",
+        model="regularized_seed_cnn",
+        epochs=20,
+        batch_size=64,
+        learning_rate=2e-3,
+        schedule="warmup_linear_decay",
+        warmup_fraction=0.1,
+        augmentations=("flip", "translate"),
+        label_smoothing=0.1,
+        precision="auto",
+    ),
+    "airbench": Recipe(
+        name="airbench",
+        description="Fast airbench94-shaped network: whitening layer, BatchNorm, GELU, Nesterov "
+                    "SGD with warm-up and linear decay, batch 1024, label smoothing 0.2, "
+                    "flip/translate augmentation, flip test-time augmentation.",
+        model="airbench_net",
+        epochs=10,
+        batch_size=1024,
+        # airbench94's lr 11.5 and weight decay 0.0153 are for a summed loss scaled by its
+        # 'kilostep' factor; for Keras' mean loss and decoupled decay they become these.
+        learning_rate=1.5,
+        optimizer="sgd_nesterov",
+        momentum=0.85,
+        weight_decay=1.3e-5,
+        schedule="warmup_linear_decay",
+        warmup_fraction=0.2,
+        preprocessing="standardize",
+        augmentations=("flip", "translate"),
+        label_smoothing=0.2,
+        flip_test_time_augmentation=True,
+        precision="auto",
     ),
 }
 

@@ -45,7 +45,7 @@ def learning_rate_schedule(recipe: Recipe, learning_rate: float, epochs: int,
         return learning_rate
     if recipe.schedule == "warmup_linear_decay":
         total_steps = max(1, epochs * steps_per_epoch)
-        warmup_steps = max(1, int(0.2 * total_steps))
+        warmup_steps = max(1, int(recipe.warmup_fraction * total_steps))
         decay = keras.optimizers.schedules.PolynomialDecay(
             learning_rate, total_steps - warmup_steps, end_learning_rate=0.0, power=1.0)
         return _WarmupThen(decay, learning_rate, warmup_steps)
@@ -93,8 +93,49 @@ def make_optimizer(recipe: Recipe, learning_rate: float, epochs: int, steps_per_
     if recipe.optimizer == "adam":
         return keras.optimizers.Adam(schedule, weight_decay=decay)
     if recipe.optimizer == "sgd_nesterov":
-        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=decay)
+        return keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True,
+                                    weight_decay=decay)
     raise ValueError(f"Unknown optimizer {recipe.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}.")
+
+
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class SparseCrossentropyWithSmoothing(keras.losses.Loss):
+    """Cross-entropy on integer labels with label smoothing.
+
+    Keras' ``SparseCategoricalCrossentropy`` has no label smoothing, and one-hot labels in
+    the pipeline would change what every other part of the library sees; this loss
+    one-hot encodes inside.
+
+    Args:
+        label_smoothing: Weight moved from the true class to a uniform distribution.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        one_hot = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), [-1]),
+                                    keras.ops.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(one_hot, y_pred,
+                                                     label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def make_loss(recipe: Recipe) -> keras.losses.Loss:
+    """The seed's sparse cross-entropy, or its label-smoothed form when the recipe asks.
+
+    Args:
+        recipe: Gives ``label_smoothing``.
+
+    Returns:
+        A Keras loss taking integer labels and probabilities.
+    """
+    if recipe.label_smoothing:
+        return SparseCrossentropyWithSmoothing(recipe.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
 
 
 def compile_model(model: keras.Model, recipe: Recipe, learning_rate: float, epochs: int,
@@ -114,7 +155,7 @@ def compile_model(model: keras.Model, recipe: Recipe, learning_rate: float, epoc
     """
     model.compile(
         optimizer=make_optimizer(recipe, learning_rate, epochs, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=make_loss(recipe),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
     )

@@ -43,7 +43,8 @@ def test_unknown_parameter_is_rejected_with_valid_names():
     ("learning_rate", math.nan, "learning_rate must be a positive number"),
     ("validation_split", 1.0, r"validation_split must be a number in \[0, 1\)"),
     ("validation_split", -0.1, r"validation_split must be a number in \[0, 1\)"),
-    ("recipe", "resnet-1000", "Unknown recipe 'resnet-1000'; valid choices: seed"),
+    ("recipe", "resnet-1000", "Unknown recipe .resnet-1000.; valid choices: seed, "
+                               "seed_regularized, airbench"),
     ("preprocessing", "whiten", "Unknown preprocessing 'whiten'; valid choices: scale, standardize"),
     ("seed", -1, "seed must be an integer >= 0"),
     ("max_train_examples", 5, "max_train_examples must be an integer >= 10 or None"),

@@ -51,5 +51,6 @@ def test_same_seed_same_initial_weights():
 
 
 def test_unknown_model_name_lists_the_valid_choices():
-    with pytest.raises(ValueError, match="Unknown model 'vgg'; valid choices: seed_cnn"):
+    with pytest.raises(ValueError, match="Unknown model .vgg.; valid choices: airbench_net, "
+                                         "regularized_seed_cnn, seed_cnn"):
         models.build_model("vgg")

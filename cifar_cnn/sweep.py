@@ -1,0 +1,1107 @@
+"""Sweeps: the main notebook executed by papermill once per parameter set.
+
+A sweep file (YAML) names a base and a grid and/or an explicit list of runs::
+
+    name: lr-bs                    # optional prefix of every run name
+    output_dir: runs               # optional; default: base's output_dir, else "runs"
+    workers: 1                     # optional; default: default_workers()
+    base: {epochs: 2, data_source: ../shared/data/cifar10-jpeg.tar.gz}
+    grid: {learning_rate: [0.001, 0.003], batch_size: [32, 64]}
+    runs:
+      - {learning_rate: 0.01, batch_size: 128}
+
+The parameter sets are base + each point of the grid's cartesian product (the first key
+varies slowest), then base + each ``runs`` entry; with neither, base alone is one run. The
+command line builds the same thing (``--set``, ``--grid``, ``--run``), on its own or on top
+of a file. Values are YAML scalars, except that ``1e-3`` reads as a number and ``None`` as
+null, as a Python user expects.
+
+Every set is validated with ``RunConfig`` before anything runs: an invalid set is recorded
+as failed with its error and never executed, the others go on. Each run is named from the
+parameters that vary across the sweep (``lr0.001-bs32``) and gets its own run folder
+``<output_dir>/<run name>/`` with the executed ``notebook.ipynb``. A run whose folder
+already holds ``metrics.json`` is skipped, and an interrupted one resumes from its training
+state, so running a stopped sweep again finishes it. A run that fails is recorded as failed
+and the rest go on. ``<output_dir>/sweep.json`` (``<name>-sweep.json`` for a named sweep)
+holds every run's status, error, timings and executed notebook, rewritten at every change.
+At the end the runs are compared (:mod:`cifar_cnn.compare`).
+
+Each execution is a separate ``python`` process driving papermill (and papermill its own
+kernel), so runs are isolated, their output can be streamed line by line with the run's
+name in front, and each gets its own environment. ``workers`` of them run side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _datetime
+import hashlib
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, Callable, Mapping, Sequence, TextIO
+
+import yaml
+
+from cifar_cnn.config import RunConfig
+
+# Run statuses in sweep.json. "skipped": complete before this sweep started.
+PENDING, RUNNING, COMPLETE, SKIPPED, FAILED = "pending", "running", "complete", "skipped", "failed"
+STATUSES = (PENDING, RUNNING, COMPLETE, SKIPPED, FAILED)
+SWEEP_KEYS = ("name", "output_dir", "workers", "base", "grid", "runs")
+DEFAULT_OUTPUT_DIR = "runs"
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+# Short names for run names: "lr0.001-bs32" instead of "learning_rate0.001-batch_size32".
+PARAMETER_ABBREVIATIONS = {
+    "recipe": "recipe", "epochs": "ep", "batch_size": "bs", "learning_rate": "lr",
+    "seed": "seed", "data_source": "data", "validation_split": "val", "preprocessing": "prep",
+    "max_train_examples": "ntrain", "max_test_examples": "ntest", "overwrite": "overwrite",
+}
+MAX_RUN_NAME_LENGTH = 100
+# Lines of a run's output streamed when not verbose: the epoch lines and the outcome.
+PROGRESS_LINE = re.compile(r"^(epoch \d+/\d+|resuming after epoch|test accuracy)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading values and sweep files
+
+
+class _SweepLoader(yaml.SafeLoader):
+    """YAML with two fixes for parameters: ``1e-3`` is a float, ``None`` is null.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1e-3`` stays a string, and
+    RunConfig would then reject the learning rate), and Python users write ``None``.
+    Duplicate keys are an error instead of the last one silently winning.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.?[0-9]+[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+_SweepLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^None$"), ["N"])
+
+
+def _yaml_error_message(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{problem}{where}"
+
+
+def parse_value(text: str) -> Any:
+    """Read one command-line value as a YAML scalar (``1`` int, ``1e-3`` float, ``null``).
+
+    Args:
+        text: The value as typed.
+
+    Returns:
+        An int, float, bool, None or str.
+    """
+    try:
+        value = yaml.load(text, Loader=_SweepLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as error:
+        raise ValueError(f"Cannot read the value {text!r}: {_yaml_error_message(error)}.") \
+            from error
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"Expected a single value, got {text!r}; lists belong in --grid "
+                         "(NAME=V1,V2) and whole parameter sets in --run or a sweep file.")
+    return value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Split ``NAME=VALUE`` and read the value with :func:`parse_value`.
+
+    Args:
+        text: E.g. ``"epochs=1"``.
+
+    Returns:
+        ``(name, value)``.
+    """
+    name, separator, value = text.partition("=")
+    name = name.strip()
+    if not separator or not name.isidentifier():
+        raise ValueError(f"Expected NAME=VALUE (e.g. epochs=1), got {text!r}.")
+    return name, parse_value(value.strip())
+
+
+def parse_grid_assignment(text: str) -> tuple[str, list]:
+    """Split ``NAME=V1,V2,...`` (or ``NAME=[V1, V2]``) into a name and its list of values.
+
+    Args:
+        text: E.g. ``"learning_rate=0.001,0.003"``.
+
+    Returns:
+        ``(name, values)``.
+    """
+    name, separator, values = text.partition("=")
+    name = name.strip()
+    if not separator or not name.isidentifier() or not values.strip():
+        raise ValueError(f"Expected NAME=V1,V2,... (e.g. learning_rate=0.001,0.003), "
+                         f"got {text!r}.")
+    values = values.strip()
+    if values.startswith("["):
+        try:
+            parsed = yaml.load(values, Loader=_SweepLoader)  # noqa: S506
+        except yaml.YAMLError as error:
+            raise ValueError(f"Cannot read the list in {text!r}: "
+                             f"{_yaml_error_message(error)}.") from error
+        return name, _grid_values(name, parsed, where="--grid")
+    return name, [parse_value(value.strip()) for value in values.split(",")]
+
+
+def parse_run_mapping(text: str) -> dict[str, Any]:
+    """Read one ``--run`` parameter set, a YAML mapping such as ``{learning_rate: 0.01}``.
+
+    Args:
+        text: The mapping as typed (flow style, or ``NAME=VALUE`` pairs split by commas).
+
+    Returns:
+        The parameter set.
+    """
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        # NAME=VALUE,NAME=VALUE is easier to type than a YAML mapping.
+        return dict(parse_assignment(part) for part in stripped.split(",") if part.strip())
+    try:
+        parsed = yaml.load(stripped, Loader=_SweepLoader)  # noqa: S506
+    except yaml.YAMLError as error:
+        raise ValueError(f"Cannot read the run {text!r}: {_yaml_error_message(error)}.") \
+            from error
+    return _parameter_mapping(parsed, where="--run")
+
+
+def _grid_values(name: str, values, where: str) -> list:
+    if not isinstance(values, list):
+        raise ValueError(f"{where}: the grid values of {name!r} must be a list, got "
+                         f"{values!r}; a single value belongs in base.")
+    if not values:
+        raise ValueError(f"{where}: the grid values of {name!r} are an empty list, which "
+                         "would make an empty sweep; give at least one value.")
+    return values
+
+
+def _parameter_mapping(value, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"{where} must be a mapping of parameter names to values, "
+                         f"got {value!r}.")
+    return dict(value)
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep file (or the command line) describes.
+
+    Attributes:
+        base: Parameters shared by every run.
+        grid: Parameter name -> list of values; every combination is one run.
+        runs: Explicit parameter sets, each on top of ``base``.
+        name: Optional prefix of every run name (and of the sweep's status file).
+        output_dir: Folder of the run folders (default: ``base['output_dir']``, else "runs").
+        workers: Executions side by side (default: :func:`default_workers`).
+    """
+
+    base: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    name: str | None = None
+    output_dir: str | None = None
+    workers: int | None = None
+
+    @classmethod
+    def from_mapping(cls, document: Mapping[str, Any], source: str = "sweep") -> "SweepSpec":
+        """Check the structure of a sweep document and build the spec.
+
+        Parameter names and values are not checked here: each set is validated on its own
+        by :func:`plan_sweep`, so one bad set does not stop the others.
+
+        Args:
+            document: The parsed YAML (or an equivalent dictionary).
+            source: How to name the document in error messages (e.g. its path).
+
+        Returns:
+            The :class:`SweepSpec`.
+        """
+        if not isinstance(document, Mapping):
+            raise ValueError(f"{source}: a sweep must be a mapping with keys "
+                             f"{', '.join(SWEEP_KEYS)}; got {type(document).__name__}.")
+        unknown = sorted(set(document) - set(SWEEP_KEYS), key=str)
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; valid "
+                             f"keys: {', '.join(SWEEP_KEYS)}. Parameters go under base, grid "
+                             "or runs.")
+        base = _parameter_mapping(document.get("base"), where=f"{source}: base")
+        grid_document = _parameter_mapping(document.get("grid"), where=f"{source}: grid")
+        grid = {name: _grid_values(name, values, where=f"{source}: grid")
+                for name, values in grid_document.items()}
+        runs_document = document.get("runs") or []
+        if not isinstance(runs_document, list):
+            raise ValueError(f"{source}: runs must be a list of parameter mappings, got "
+                             f"{runs_document!r}.")
+        runs = [_parameter_mapping(entry, where=f"{source}: runs[{index}]")
+                for index, entry in enumerate(runs_document)]
+        name = document.get("name")
+        if name is not None and (not isinstance(name, str) or not sanitize(name)):
+            raise ValueError(f"{source}: name must be a non-empty string, got {name!r}.")
+        output_dir = document.get("output_dir")
+        if output_dir is not None and (not isinstance(output_dir, str) or not output_dir.strip()):
+            raise ValueError(f"{source}: output_dir must be a non-empty path, got "
+                             f"{output_dir!r}.")
+        workers = document.get("workers")
+        if workers is not None:
+            _check_workers(workers, where=f"{source}: workers")
+        return cls(base=base, grid=grid, runs=runs, name=name, output_dir=output_dir,
+                   workers=workers)
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        """Expand base, grid and runs (see :func:`expand_parameter_sets`)."""
+        return expand_parameter_sets(self.base, self.grid, self.runs)
+
+
+def load_sweep_file(path: str | Path) -> SweepSpec:
+    """Read a YAML sweep file.
+
+    Args:
+        path: The file (format in this module's docstring).
+
+    Returns:
+        The :class:`SweepSpec`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Sweep file {path} does not exist.")
+    try:
+        document = yaml.load(path.read_text(), Loader=_SweepLoader)  # noqa: S506
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {_yaml_error_message(error)}.") from error
+    if document is None:
+        raise ValueError(f"{path} is empty; a sweep needs base, grid and/or runs.")
+    return SweepSpec.from_mapping(document, source=str(path))
+
+
+def _check_workers(workers, where: str = "workers") -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"{where} must be an integer >= 1, got {workers!r}.")
+    return workers
+
+
+def expand_parameter_sets(base: Mapping[str, Any], grid: Mapping[str, Sequence],
+                          runs: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The sweep's parameter sets: base + each grid combination, then base + each run.
+
+    Args:
+        base: Shared parameters (grid and run values override them).
+        grid: Name -> values; the cartesian product, first name varying slowest.
+        runs: Explicit parameter sets.
+
+    Returns:
+        The parameter sets, in execution order; ``[base]`` when there is no grid and no run.
+    """
+    sets = []
+    if grid:
+        names = list(grid)
+        for values in itertools.product(*(grid[name] for name in names)):
+            sets.append({**base, **dict(zip(names, values))})
+    sets.extend({**base, **run} for run in runs)
+    return sets or [dict(base)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming
+
+
+def _replace_unsafe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def sanitize(text: str) -> str:
+    """Make text a safe folder name: letters, digits, ``.``, ``_`` and ``-`` only.
+
+    Args:
+        text: Anything.
+
+    Returns:
+        The text with every run of other characters replaced by ``_``, without a leading
+        ``.`` or ``-`` (hidden files, option-like names) and without edge ``_``.
+    """
+    return _replace_unsafe(text).lstrip(".-").strip("_")
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as it appears in a run name: short, exact and filesystem-safe.
+
+    Args:
+        value: A parameter value.
+
+    Returns:
+        ``repr`` for floats (shortest exact form: ``0.001``, ``1e-05``), ``true``/``false``,
+        ``none``, the last path component of a path, sanitised.
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _replace_unsafe(repr(value).replace("+", ""))
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        value = PurePath(value.replace("\\", "/")).name or value  # A path: its file name.
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    # Not sanitize(): a leading "-" or "." is part of the value here, not of the name.
+    return _replace_unsafe(text).strip("_") or "x"
+
+
+def varying_parameters(parameter_sets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The parameters whose values are not the same in every set (a missing one differs).
+
+    Args:
+        parameter_sets: The sweep's sets.
+
+    Returns:
+        Names in order of first appearance (``run_name`` and ``output_dir`` excluded).
+    """
+    names: list[str] = []
+    for parameters in parameter_sets:
+        names.extend(name for name in parameters if name not in names)
+    missing = object()
+    return [name for name in names if name not in ("run_name", "output_dir")
+            and len({json.dumps(parameters.get(name, missing), sort_keys=True, default=repr)
+                     for parameters in parameter_sets}) > 1]
+
+
+def _short_hash(parameters: Mapping[str, Any]) -> str:
+    canonical = json.dumps(dict(parameters), sort_keys=True, default=repr)
+    return hashlib.sha1(canonical.encode()).hexdigest()[:6]
+
+
+def run_name_for(parameters: Mapping[str, Any], names: Sequence[str],
+                 prefix: str | None = None) -> str:
+    """Name one run from some of its parameters: ``[prefix-]lr0.001-bs32``.
+
+    Args:
+        parameters: The run's parameter set.
+        names: Which parameters make the name, in order (usually the varying ones).
+        prefix: Optional sweep name put in front.
+
+    Returns:
+        The name; ``run`` when there is nothing to name it by. Names longer than
+        ``MAX_RUN_NAME_LENGTH`` are cut and end in a hash of the parameters.
+    """
+    parts = [sanitize(prefix)] if prefix else []
+    for name in names:
+        if name not in parameters:
+            continue
+        value = parameters[name]
+        abbreviation = PARAMETER_ABBREVIATIONS.get(name, sanitize(name))
+        text = format_value(value)
+        # Numbers read well glued to their name (bs32); words need a separator (prep_scale).
+        glue = "" if re.match(r"^[-0-9.]", text) and not isinstance(value, (bool, str)) else "_"
+        parts.append(f"{abbreviation}{glue}{text}")
+    name = sanitize("-".join(part for part in parts if part)) or "run"
+    if len(name) > MAX_RUN_NAME_LENGTH:
+        name = name[:MAX_RUN_NAME_LENGTH - 7].rstrip("-_.") + "-" + _short_hash(parameters)
+    return name
+
+
+def run_names(parameter_sets: Sequence[Mapping[str, Any]], prefix: str | None = None) -> list[str]:
+    """Name every run of a sweep from the parameters that vary across it.
+
+    The same sets always give the same names. An explicit ``run_name`` in a set is kept.
+    With a single set, all its parameters name it (nothing varies). Two sets whose names
+    would collide (e.g. two data sources with the same file name) both get a hash of their
+    parameters appended.
+
+    Args:
+        parameter_sets: The sweep's sets.
+        prefix: Optional sweep name put in front of every name.
+
+    Returns:
+        One name per set, in order.
+    """
+    naming = varying_parameters(parameter_sets)
+    if len(parameter_sets) == 1:
+        naming = [name for name in parameter_sets[0] if name not in ("run_name", "output_dir")]
+    names = [parameters["run_name"] if "run_name" in parameters
+             else run_name_for(parameters, naming, prefix) for parameters in parameter_sets]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    names = [name if counts[name] == 1 or "run_name" in parameters
+             else f"{name}-{_short_hash(parameters)}"
+             for name, parameters in zip(names, parameter_sets)]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"Two parameter sets would share the run folder(s) "
+                         f"{', '.join(duplicates)}: remove the duplicate set or give each a "
+                         "different run_name.")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def _now() -> str:
+    return _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class SweepRun:
+    """One run of a sweep and what happened to it (a row of ``sweep.json``).
+
+    Attributes:
+        index: 1-based position in the sweep.
+        run_name: The run folder's name.
+        parameters: The parameter set as the sweep gave it (no output_dir, no run_name).
+        run_folder: ``<output_dir>/<run_name>``.
+        status: One of ``STATUSES``.
+        error: Why it failed (``ExceptionName: message``), or None.
+        failed_at: ``"validation"`` (never executed) or ``"execution"``, or None.
+        resumed: Its folder held an interrupted run, which this execution continues.
+        started_at: When its execution started (UTC, ISO 8601).
+        finished_at: When its execution ended.
+        seconds: Wall-clock seconds of the execution.
+        notebook: The executed notebook, once one exists.
+        test_accuracy: From ``metrics.json`` once complete.
+    """
+
+    index: int
+    run_name: str
+    parameters: dict[str, Any]
+    run_folder: Path
+    status: str = PENDING
+    error: str | None = None
+    failed_at: str | None = None
+    resumed: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+    seconds: float | None = None
+    notebook: Path | None = None
+    test_accuracy: float | None = None
+
+    def notebook_parameters(self) -> dict[str, Any]:
+        """The parameters papermill injects: the set plus the folder it must write to."""
+        return {**self.parameters, "output_dir": str(self.run_folder.parent),
+                "run_name": self.run_name}
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready row of ``sweep.json``."""
+        record = dataclasses.asdict(self)
+        record["run_folder"] = str(self.run_folder)
+        record["notebook"] = str(self.notebook) if self.notebook else None
+        return record
+
+
+def _existing_run_state(run: SweepRun, config: RunConfig) -> tuple[str, str | None]:
+    """What the run folder already holds: ("new" | "resume" | "complete" | "conflict", why)."""
+    config_path = run.run_folder / "config.json"
+    if not config_path.is_file():
+        return "new", None
+    try:
+        previous = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        return "conflict", f"ValueError: {config_path} is unreadable ({error})."
+    current = config.to_dict()
+    differing = sorted(name for name in set(previous) | set(current)
+                       if name != "overwrite" and previous.get(name) != current.get(name))
+    complete = (run.run_folder / "metrics.json").is_file()
+    if complete and config.overwrite:
+        return "new", None
+    if differing:
+        held = "a completed run" if complete else "an interrupted run"
+        # Caught here rather than in the notebook, so nothing is executed to find it out.
+        return "conflict", (f"ValueError: run folder {run.run_folder} holds {held} with a "
+                            f"different config ({', '.join(differing)} differ). Change the "
+                            "sweep's name or output_dir, or remove that folder.")
+    return ("complete" if complete else "resume"), None
+
+
+def _read_test_accuracy(run_folder: Path) -> float | None:
+    try:
+        return json.loads((run_folder / "metrics.json").read_text()).get("test_accuracy")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
+    """Expand, name and validate every parameter set, and see which are already done.
+
+    Nothing is executed. Invalid sets come back ``failed`` (``failed_at="validation"``),
+    runs whose folder holds a completed run of the same config come back ``skipped``, a
+    folder holding a different config is ``failed``; the rest are ``pending``.
+
+    Args:
+        spec: The sweep.
+
+    Returns:
+        ``(output_dir, runs)``.
+    """
+    # Where run folders go and what they are called is the sweep's business, not a value
+    # that may vary from run to run (an explicit run_name in a runs entry is the exception).
+    for key, place in (("output_dir", spec.grid), ("run_name", spec.grid),
+                       ("run_name", spec.base)):
+        if key in place:
+            where = "grid" if place is spec.grid else "base"
+            raise ValueError(f"{key} cannot be set in the sweep's {where}: run folders are "
+                             "named from the parameters (use name for a prefix, output_dir "
+                             "for their folder, or run_name in a runs entry).")
+    if any("output_dir" in run for run in spec.runs):
+        raise ValueError("output_dir cannot be set in a runs entry: all of a sweep's run "
+                         "folders go under the sweep's output_dir.")
+    for index, run in enumerate(spec.runs):
+        if "run_name" in run and (not isinstance(run["run_name"], str)
+                                  or sanitize(run["run_name"]) != run["run_name"]):
+            raise ValueError(f"runs[{index}]: run_name must be a plain folder name of letters, "
+                             f"digits, '.', '_' and '-', got {run['run_name']!r}.")
+    base = dict(spec.base)
+    output_dir = spec.output_dir or base.pop("output_dir", None) or DEFAULT_OUTPUT_DIR
+    base.pop("output_dir", None)
+    parameter_sets = expand_parameter_sets(base, spec.grid, spec.runs)
+    names = run_names(parameter_sets, prefix=spec.name)
+    runs = []
+    for index, (parameters, name) in enumerate(zip(parameter_sets, names), start=1):
+        parameters = {key: value for key, value in parameters.items() if key != "run_name"}
+        run = SweepRun(index=index, run_name=name, parameters=parameters,
+                       run_folder=Path(output_dir) / name)
+        try:
+            config = RunConfig.from_parameters(run.notebook_parameters())
+        except (ValueError, TypeError) as error:
+            run.status, run.failed_at = FAILED, "validation"
+            run.error = f"{type(error).__name__}: {error}"
+            runs.append(run)
+            continue
+        state, problem = _existing_run_state(run, config)
+        if state == "complete":
+            run.status, run.test_accuracy = SKIPPED, _read_test_accuracy(run.run_folder)
+            notebook = run.run_folder / "notebook.ipynb"
+            run.notebook = notebook if notebook.is_file() else None
+        elif state == "conflict":
+            run.status, run.failed_at, run.error = FAILED, "validation", problem
+        run.resumed = state == "resume"
+        runs.append(run)
+    return Path(output_dir), runs
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # The cores this process may use (containers).
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _gpu_present() -> bool:
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
+
+
+def default_workers(cpu_count: int | None = None, gpu_present: bool | None = None) -> int:
+    """How many notebooks to execute side by side when the sweep does not say.
+
+    One per two usable cores (each TensorFlow kernel then keeps two threads; on a 2-core
+    machine that is 1), and 1 when an NVIDIA GPU is present, because each kernel would
+    try to take the whole GPU's memory.
+
+    Args:
+        cpu_count: Usable cores (default: this process's CPU affinity).
+        gpu_present: Whether a GPU is present (default: look for /dev/nvidia0).
+
+    Returns:
+        At least 1.
+    """
+    cpu_count = _usable_cpus() if cpu_count is None else cpu_count
+    gpu_present = _gpu_present() if gpu_present is None else gpu_present
+    return 1 if gpu_present else max(1, cpu_count // 2)
+
+
+def worker_environment(workers: int, cpu_count: int | None = None,
+                       base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of each execution: threads shared out when several run at once.
+
+    Each TensorFlow kernel otherwise sizes its thread pools to the whole machine, and
+    ``workers`` of them would fight over the cores. Variables already set are kept.
+
+    Args:
+        workers: Executions running side by side.
+        cpu_count: Usable cores (default: this process's CPU affinity).
+        base: The environment to start from (default: ``os.environ``).
+
+    Returns:
+        The environment for the execution's process.
+    """
+    environment = dict(os.environ if base is None else base)
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's start-up chatter.
+    environment["PYTHONUNBUFFERED"] = "1"  # Epoch lines arrive as they are printed.
+    if workers > 1:
+        threads = max(1, (_usable_cpus() if cpu_count is None else cpu_count) // workers)
+        environment.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        environment.setdefault("TF_NUM_INTEROP_THREADS", str(min(2, threads)))
+        environment.setdefault("OMP_NUM_THREADS", str(threads))
+        environment.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    return environment
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    """One notebook execution, as handed to an executor.
+
+    Attributes:
+        notebook: The notebook to run.
+        output_notebook: Where papermill writes the executed copy.
+        parameters: The parameters papermill injects.
+        cwd: The kernel's working folder.
+        environment: The process environment.
+        on_output: Called with every line the execution prints, without its newline.
+    """
+
+    notebook: Path
+    output_notebook: Path
+    parameters: dict[str, Any]
+    cwd: Path
+    environment: dict[str, str]
+    on_output: Callable[[str], None]
+
+
+# Runs in the child process: papermill with the notebook's stdout and stderr copied to the
+# child's stdout (so the parent reads one stream) and without papermill's own cell logging.
+_CHILD_PROGRAM = """\
+import json, sys
+import papermill
+request = json.loads(sys.argv[1])
+papermill.execute_notebook(
+    request["notebook"], request["output_notebook"], parameters=request["parameters"],
+    cwd=request["cwd"], log_output=False, progress_bar=False,
+    stdout_file=sys.stdout, stderr_file=sys.stdout)
+"""
+
+
+def papermill_subprocess_executor(request: ExecutionRequest) -> int:
+    """Execute the notebook with papermill in a child ``python`` process, streaming its output.
+
+    Args:
+        request: What to execute.
+
+    Returns:
+        The child's exit status (0: the notebook ran to the end).
+    """
+    payload = json.dumps({"notebook": str(request.notebook),
+                          "output_notebook": str(request.output_notebook),
+                          "parameters": request.parameters, "cwd": str(request.cwd)})
+    with subprocess.Popen([sys.executable, "-c", _CHILD_PROGRAM, payload], cwd=request.cwd,
+                          env=request.environment, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                          errors="replace", bufsize=1) as process:
+        for line in process.stdout:
+            request.on_output(line.rstrip("\n"))
+        return process.wait()
+
+
+Executor = Callable[[ExecutionRequest], int]
+
+
+def notebook_error(path: Path) -> str | None:
+    """The first error an executed notebook shows, as ``ExceptionName: message``.
+
+    Args:
+        path: An executed notebook.
+
+    Returns:
+        The error, or None when it has none (or cannot be read).
+    """
+    try:
+        notebook = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` returns.
+
+    Attributes:
+        output_dir: The folder of the run folders.
+        runs: Every run, in sweep order, with its final status.
+        status_path: The sweep's status file (``sweep.json``).
+        comparison: Paths of the comparison's ``csv``, ``markdown`` and ``figure``, or None.
+    """
+
+    output_dir: Path
+    runs: list[SweepRun]
+    status_path: Path
+    comparison: dict[str, Path] | None = None
+
+    @property
+    def failed(self) -> list[SweepRun]:
+        """The runs that failed (at validation or during execution)."""
+        return [run for run in self.runs if run.status == FAILED]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many runs have each status."""
+        return {status: sum(run.status == status for run in self.runs) for status in STATUSES}
+
+
+class _Sweep:
+    """Executes the pending runs of a plan, recording and reporting as it goes."""
+
+    def __init__(self, spec: SweepSpec, output_dir: Path, runs: list[SweepRun], workers: int,
+                 notebook: Path, executor: Executor, stream: TextIO, verbose: bool):
+        self.spec, self.output_dir, self.runs = spec, output_dir, runs
+        self.workers, self.notebook, self.executor = workers, notebook, executor
+        self.stream, self.verbose = stream, verbose
+        self.status_path = output_dir / status_file_name(spec.name)
+        self.lock = threading.Lock()
+        self.started_at = _now()
+        self.finished_at: str | None = None
+        self.state = "running"
+        self.comparison: dict[str, Path] | None = None
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            print(text, file=self.stream, flush=True)
+
+    def record(self) -> None:
+        """Rewrite the status file; called after every change, under the lock."""
+        from cifar_cnn.runs import write_json
+
+        counts = {status: sum(run.status == status for run in self.runs) for status in STATUSES}
+        write_json(self.status_path, {
+            "name": self.spec.name, "status": self.state, "output_dir": str(self.output_dir),
+            "notebook": str(self.notebook), "workers": self.workers,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "varying": varying_parameters([run.parameters for run in self.runs]),
+            "counts": counts,
+            "comparison": ({kind: str(path) for kind, path in self.comparison.items()}
+                           if self.comparison else None),
+            "runs": [run.to_record() for run in self.runs],
+        })
+
+    def left(self) -> int:
+        return sum(run.status in (PENDING, RUNNING) for run in self.runs)
+
+    def execute(self, run: SweepRun, environment: dict[str, str]) -> None:
+        output_notebook = run.run_folder / "notebook.ipynb"
+        tail: deque[str] = deque(maxlen=30)  # Kept for the error when the notebook has none.
+        prefix = f"[{run.run_name}]"
+
+        def on_output(line: str) -> None:
+            tail.append(line)
+            if line.strip() and (self.verbose or PROGRESS_LINE.match(line)):
+                self.say(f"{prefix} {line}")
+
+        with self.lock:
+            run.status, run.started_at = RUNNING, _now()
+            self.record()
+        self.say(f"{prefix} started{' (resuming an interrupted run)' if run.resumed else ''}"
+                 f" - {self.left()} run(s) not finished")
+        started = time.perf_counter()
+        run.run_folder.mkdir(parents=True, exist_ok=True)
+        try:
+            returncode = self.executor(ExecutionRequest(
+                notebook=self.notebook, output_notebook=output_notebook,
+                parameters=run.notebook_parameters(), cwd=Path.cwd(), environment=environment,
+                on_output=on_output))
+            error = None
+        except Exception as exception:  # noqa: BLE001 - one broken run must not stop the sweep.
+            returncode, error = None, f"{type(exception).__name__}: {exception}"
+        seconds = time.perf_counter() - started
+        complete = returncode == 0 and (run.run_folder / "metrics.json").is_file()
+        if not complete and error is None:
+            error = notebook_error(output_notebook) if output_notebook.is_file() else None
+            if error is None:
+                last = " | ".join(line.strip() for line in list(tail)[-5:] if line.strip())
+                error = (f"execution ended with exit status {returncode} without writing "
+                         f"metrics.json{': ' + last if last else ''}")
+        with self.lock:
+            run.finished_at, run.seconds = _now(), round(seconds, 3)
+            run.notebook = output_notebook if output_notebook.is_file() else None
+            if complete:
+                run.status, run.test_accuracy = COMPLETE, _read_test_accuracy(run.run_folder)
+            else:
+                run.status, run.failed_at, run.error = FAILED, "execution", error
+            self.record()
+        if complete:
+            accuracy = (f", test accuracy {run.test_accuracy:.4f}"
+                        if isinstance(run.test_accuracy, (int, float)) else "")
+            self.say(f"{prefix} complete in {seconds:.1f} s{accuracy} - {self.left()} left")
+        else:
+            self.say(f"{prefix} FAILED after {seconds:.1f} s: {run.error}"
+                     f"{f' (notebook: {run.notebook})' if run.notebook else ''}"
+                     f" - {self.left()} left")
+
+    def run(self) -> None:
+        pending = [run for run in self.runs if run.status == PENDING]
+        skipped = sum(run.status == SKIPPED for run in self.runs)
+        invalid = [run for run in self.runs if run.status == FAILED]
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            self.record()
+        self.say(f"sweep: {len(self.runs)} run(s) in {self.output_dir}: {len(pending)} to "
+                 f"execute with {self.workers} worker(s), {skipped} already complete "
+                 f"(skipped), {len(invalid)} invalid; status in {self.status_path}")
+        for run in invalid:
+            self.say(f"[{run.run_name}] FAILED before execution: {run.error}")
+        environment = worker_environment(min(self.workers, max(1, len(pending))))
+        pool = ThreadPoolExecutor(max_workers=self.workers)
+        try:
+            futures = [pool.submit(self.execute, run, environment) for run in pending]
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            # Ctrl-C (or a bug): start nothing more; executions already running end with
+            # their own process (the terminal's Ctrl-C reaches it too) and record themselves.
+            pool.shutdown(wait=False, cancel_futures=True)
+            with self.lock:
+                self.state, self.finished_at = "interrupted", _now()
+                self.record()
+            raise
+        pool.shutdown()
+        self.state, self.finished_at = "finished", _now()
+
+    def compare(self) -> None:
+        from cifar_cnn import compare
+
+        summaries = []
+        for run in self.runs:
+            # A folder that failed validation holds someone else's config (or nothing).
+            if run.failed_at != "validation" and (run.run_folder / "config.json").is_file():
+                summary = compare.load_run(run.run_folder)
+                summary.name = run.run_name
+            else:
+                summary = compare.RunSummary(name=run.run_name,
+                                             config=compare.nominal_config(run.parameters),
+                                             status="incomplete")
+            if run.status == FAILED:
+                summary.status, summary.error = "failed", run.error
+            summaries.append(summary)
+        name = f"{sanitize(self.spec.name)}-comparison" if self.spec.name else "comparison"
+        self.comparison = compare.write_comparison(summaries, self.output_dir, name)
+        self.say("\n" + compare.markdown_table(compare.comparison_rows(summaries)).rstrip())
+        for kind, path in self.comparison.items():
+            self.say(f"comparison {kind}: {path}")
+
+
+def status_file_name(name: str | None) -> str:
+    """The sweep's status file name: ``sweep.json``, or ``<name>-sweep.json`` when named."""
+    return f"{sanitize(name)}-sweep.json" if name else "sweep.json"
+
+
+def _as_spec(sweep: SweepSpec | Mapping[str, Any] | str | Path) -> SweepSpec:
+    if isinstance(sweep, SweepSpec):
+        return sweep
+    if isinstance(sweep, (str, Path)):
+        return load_sweep_file(sweep)
+    return SweepSpec.from_mapping(sweep)
+
+
+def run_sweep(sweep: SweepSpec | Mapping[str, Any] | str | Path, *, workers: int | None = None,
+              notebook: str | Path | None = None, executor: Executor | None = None,
+              compare: bool = True, verbose: bool = False,
+              stream: TextIO | None = None) -> SweepResult:
+    """Execute the main notebook once per parameter set of a sweep.
+
+    Every set is validated first; completed runs are skipped, interrupted ones resumed,
+    failures recorded while the others go on. Progress (each run's start, epoch lines,
+    outcome and how many are left) is printed to ``stream``; the status file is rewritten
+    at every change; the runs are compared at the end.
+
+    Args:
+        sweep: A :class:`SweepSpec`, a dictionary shaped like a sweep file, or its path.
+        workers: Executions side by side (default: the sweep's, else
+            :func:`default_workers`).
+        notebook: The notebook to execute (default: the main notebook).
+        executor: Runs one :class:`ExecutionRequest` and returns its exit status (default:
+            :func:`papermill_subprocess_executor`; tests pass their own).
+        compare: Write the comparison table and figure at the end.
+        verbose: Stream every line the notebooks print, not only the epoch lines.
+        stream: Where progress goes (default: standard output).
+
+    Returns:
+        The :class:`SweepResult`.
+    """
+    from cifar_cnn.notebook_runner import main_notebook_path
+
+    spec = _as_spec(sweep)
+    if workers is None:
+        workers = spec.workers if spec.workers is not None else default_workers()
+    workers = _check_workers(workers)
+    output_dir, runs = plan_sweep(spec)
+    sweep_runner = _Sweep(spec, output_dir, runs, workers,
+                          notebook=Path(notebook) if notebook else main_notebook_path(),
+                          executor=executor or papermill_subprocess_executor,
+                          stream=stream or sys.stdout, verbose=verbose)
+    sweep_runner.run()
+    if compare:
+        sweep_runner.compare()
+    with sweep_runner.lock:
+        sweep_runner.record()
+    counts = {status: count for status, count in
+              ((status, sum(run.status == status for run in runs)) for status in STATUSES)
+              if count}
+    sweep_runner.say("sweep finished: " + ", ".join(f"{count} {status}"
+                                                   for status, count in counts.items()))
+    return SweepResult(output_dir=output_dir, runs=runs, status_path=sweep_runner.status_path,
+                       comparison=sweep_runner.comparison)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sweep`` command's arguments (for ``cifar-cnn sweep``).
+
+    Args:
+        parser: The command's parser; set its handler to :func:`command_sweep`.
+    """
+    parser.add_argument("sweep_file", nargs="?", default=None, metavar="SWEEP.yaml",
+                        help="sweep file with base, grid and/or runs (optional when --set, "
+                             "--grid or --run describe the sweep)")
+    parser.add_argument("--set", dest="set_values", action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="a parameter shared by every run (added to or replacing base); "
+                             "repeatable; values are YAML scalars: 1, 1e-3, null, true")
+    parser.add_argument("--grid", dest="grid_values", action="append", default=[],
+                        metavar="NAME=V1,V2",
+                        help="a parameter's values, one run per combination with the other "
+                             "--grid axes; repeatable")
+    parser.add_argument("--run", dest="run_values", action="append", default=[],
+                        metavar="NAME=VALUE,...",
+                        help="one extra parameter set, as NAME=VALUE,NAME=VALUE or a YAML "
+                             "mapping '{learning_rate: 0.01}'; repeatable")
+    parser.add_argument("--name", default=None,
+                        help="sweep name: prefix of run names and of the status file")
+    parser.add_argument("--output-dir", default=None,
+                        help=f"folder of the run folders (default: {DEFAULT_OUTPUT_DIR})")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="notebooks executed side by side (default: 1 with a GPU, else "
+                             "one per two CPU cores; here "
+                             f"{default_workers()})")
+    parser.add_argument("--notebook", default=None,
+                        help="notebook to execute (default: the main notebook)")
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="do not write the comparison table and figure at the end")
+    parser.add_argument("--verbose", action="store_true",
+                        help="stream everything the notebooks print, not only epoch lines")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the planned runs and what would happen, execute nothing")
+
+
+def spec_from_arguments(arguments: argparse.Namespace) -> SweepSpec:
+    """Build the sweep from a sweep file and/or ``--set``, ``--grid`` and ``--run``.
+
+    Command-line values are applied on top of the file: ``--set`` replaces base values,
+    ``--grid`` replaces or adds a grid axis, ``--run`` appends runs.
+
+    Args:
+        arguments: Parsed by a parser set up with :func:`add_sweep_arguments`.
+
+    Returns:
+        The :class:`SweepSpec`.
+    """
+    has_values = arguments.set_values or arguments.grid_values or arguments.run_values
+    if arguments.sweep_file is None and not has_values:
+        raise ValueError("Nothing to sweep: give a sweep file, or --set/--grid/--run values "
+                         "(e.g. --set epochs=1 --grid learning_rate=0.001,0.003).")
+    spec = load_sweep_file(arguments.sweep_file) if arguments.sweep_file else SweepSpec()
+    spec.base.update(parse_assignment(text) for text in arguments.set_values)
+    spec.grid.update(parse_grid_assignment(text) for text in arguments.grid_values)
+    spec.runs.extend(parse_run_mapping(text) for text in arguments.run_values)
+    if arguments.name is not None:
+        if not sanitize(arguments.name):
+            raise ValueError(f"--name must contain a letter or digit, got {arguments.name!r}.")
+        spec.name = arguments.name
+    if arguments.output_dir is not None:
+        spec.output_dir = arguments.output_dir
+    if arguments.workers is not None:
+        spec.workers = _check_workers(arguments.workers, where="--workers")
+    return spec
+
+
+def _print_plan(output_dir: Path, runs: Sequence[SweepRun], stream: TextIO) -> None:
+    what = {PENDING: "execute", SKIPPED: "skip (complete)", FAILED: "invalid"}
+    print(f"{len(runs)} run(s) in {output_dir}:", file=stream)
+    for run in runs:
+        action = "resume" if run.resumed else what.get(run.status, run.status)
+        parameters = ", ".join(f"{name}={value!r}" for name, value in run.parameters.items())
+        print(f"  {run.run_name}: {action} ({parameters})"
+              f"{f' - {run.error}' if run.error else ''}", file=stream)
+
+
+def command_sweep(arguments: argparse.Namespace) -> int:
+    """Run ``sweep``.
+
+    Args:
+        arguments: Parsed by a parser set up with :func:`add_sweep_arguments`.
+
+    Returns:
+        0 when every run completed (now or before), 1 when any failed; bad input raises
+        ``ValueError``.
+    """
+    spec = spec_from_arguments(arguments)
+    if arguments.dry_run:
+        output_dir, runs = plan_sweep(spec)
+        _print_plan(output_dir, runs, sys.stdout)
+        return EXIT_OK if not any(run.status == FAILED for run in runs) else EXIT_RUN_FAILED
+    result = run_sweep(spec, notebook=arguments.notebook, compare=arguments.compare,
+                       verbose=arguments.verbose)
+    return EXIT_RUN_FAILED if result.failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cifar_cnn.sweep``: execute the main notebook once per parameter set.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 when every run completed, 1 when any run failed, 2 on bad input (the reason on
+        stderr).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m cifar_cnn.sweep",
+        description="Execute notebooks/cifar10_cnn.ipynb with papermill once per parameter "
+                    "set of a sweep (a YAML file and/or --set/--grid/--run), one run folder "
+                    "each, skipping completed runs; then compare them.")
+    add_sweep_arguments(parser)
+    arguments = parser.parse_args(argv)
+    try:
+        return command_sweep(arguments)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"sweep: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
