@@ -173,22 +173,33 @@ def _command_evaluate(arguments) -> int:
     # evaluating with the run's --max-test-examples reproduces its metrics.json exactly.
     source = arguments.data_source or run_config.get("data_source")
     seed = run_config.get("seed", RunConfig.seed)
-    resolved = data_module.resolve_source(source)
+    # Likewise the run's test-time augmentation, unless --flip-tta/--no-flip-tta says.
+    flip_tta = arguments.flip_tta if arguments.flip_tta is not None \
+        else bool(run_config.get("tta", False))
+    try:
+        resolved = data_module.resolve_source(source)
+    except data_module.DataSourceError as error:
+        if arguments.data_source or not run_config.get("data_source"):
+            raise
+        # A relative path recorded at training time may not hold from here: say where it
+        # came from and how to override it.
+        raise data_module.DataSourceError(
+            f"{error} (This is the data_source recorded in {loaded.run_folder}/config.json; "
+            "give --data-source to evaluate on another copy.)") from error
     print(f"model: {loaded.path}")
     print(f"loading the test split of {resolved.description} ...", flush=True)
     started = time.perf_counter()
     _, (images, labels) = data_module.load_cifar10(source)
     split_size = len(labels)
     images, labels = data_module.subsample(images, labels, arguments.max_test_examples, seed)
-    probabilities = predict_probabilities(loaded.model, images,
-                                          flip_augmentation=arguments.flip_tta)
+    probabilities = predict_probabilities(loaded.model, images, flip_augmentation=flip_tta)
     evaluation = evaluate.evaluate_probabilities(probabilities, labels)
     seconds = time.perf_counter() - started
 
     correct = int(evaluation.confusion.trace())
     subset = (f" (a stratified subset of {split_size}, seed {seed})"
               if len(labels) < split_size else "")
-    print(f"test images: {len(labels)}{subset}{', flip TTA' if arguments.flip_tta else ''}")
+    print(f"test images: {len(labels)}{subset}{', flip TTA' if flip_tta else ''}")
     print(f"test accuracy: {evaluation.accuracy:.4f} ({correct}/{len(labels)})")
     print(f"test loss: {evaluation.loss:.4f}")
     print("per-class accuracy:")
@@ -209,7 +220,7 @@ def _command_evaluate(arguments) -> int:
         "test_examples": int(len(labels)),
         "max_test_examples": arguments.max_test_examples,
         "subset_seed": seed,
-        "flip_tta": bool(arguments.flip_tta),
+        "flip_tta": flip_tta,
         **evaluation.summary(data_module.CLASS_NAMES),
         "confusion_matrix_figure": str(output),
         "seconds": seconds,
@@ -236,9 +247,9 @@ def _command_predict(arguments) -> int:
         _message("predict", "note", note)
     paths, problems = predict.collect_image_paths(arguments.images)
     failures = []
-    for problem in problems:
+    for argument, problem in problems:
         _message("predict", "error", problem)
-        failures.append({"input": problem.split(" ", 1)[0], "error": problem})
+        failures.append({"input": str(argument), "error": problem})
     prepared = []
     counter = predict.ProgressCounter("loading images", len(paths), minimum_total=100)
     for done, path in enumerate(paths, start=1):
@@ -346,7 +357,9 @@ def _add_evaluate_parser(commands) -> None:
                     "test accuracy and per-class accuracy, and write a confusion-matrix "
                     "figure with an evaluation.json beside it.",
         epilog="The data source: --data-source, else the one recorded in the run folder's\n"
-               "config.json, else $CIFAR10_SOURCE, else the Keras download. The model takes\n"
+               "config.json, else $CIFAR10_SOURCE, else the Keras download. A run folder\n"
+               "also gives the seed of the --max-test-examples subset and whether to use\n"
+               "flip TTA, so its own settings reproduce its metrics.json. The model takes\n"
                "raw 0-255 pixels (its first layer preprocesses them).\n\n"
                "example:\n"
                "  cifar-cnn evaluate runs/20250101-120000-seed\n"
@@ -364,9 +377,10 @@ def _add_evaluate_parser(commands) -> None:
                           help="where to write the confusion-matrix figure; evaluation.json "
                                "goes in the same folder (default: <model's folder>/"
                                "evaluation/confusion_matrix.png)")
-    evaluate.add_argument("--flip-tta", action="store_true",
+    evaluate.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
                           help="test-time augmentation: average each image's prediction "
-                               "with its mirror image's")
+                               "with its mirror image's (default: as the run did, per its "
+                               "config.json 'tta'; off for a bare model file)")
     evaluate.set_defaults(handler=_command_evaluate)
 
 

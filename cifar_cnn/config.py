@@ -108,6 +108,10 @@ class RunConfig:
                 raise ValueError(f"{name} must be a non-empty string or None, got {value!r}.")
         if self.run_name is not None and (os.sep in self.run_name or self.run_name in (".", "..")):
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
+        if self.tensorboard:
+            from cifar_cnn.tensorboard_logging import require_tensorboard
+
+            require_tensorboard()  # Fail now, not after the first epoch.
         if not isinstance(self.output_dir, str) or not self.output_dir.strip():
             raise ValueError(f"output_dir must be a non-empty path, got {self.output_dir!r}.")
 

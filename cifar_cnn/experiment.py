@@ -131,14 +131,14 @@ def train_model(model, config: RunConfig, prepared: PreparedData, run_folder,
     Returns:
         A ``cifar_cnn.train.TrainingResult``.
     """
-    import keras
-
     from cifar_cnn import train
 
     train_dataset, monitor_dataset = make_datasets(config, prepared)
     extra_callbacks = []
     if config.tensorboard:
-        extra_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_folder.path / "tensorboard")))
+        from cifar_cnn.tensorboard_logging import tensorboard_callback
+
+        extra_callbacks.append(tensorboard_callback(run_folder.path))
     return train.fit(model, train_dataset, config.epochs, run_folder.path,
                      validation_dataset=monitor_dataset, extra_callbacks=extra_callbacks,
                      monitor_best=prepared.validation is not None, print_epochs=print_epochs)

@@ -1,4 +1,4 @@
-"""Using a trained model on your own images: load the model, load and resize the images, rank classes.
+"""Using a trained model on your own images: load it, load and resize the images, rank classes.
 
 How an image becomes model input (the ``predict`` command does exactly this):
 
@@ -93,10 +93,14 @@ class PreparedImage:
     notes: list[str] = field(default_factory=list)
 
 
-def _one_line(error: BaseException) -> str:
-    """An exception's message on one line (some libraries' messages span several)."""
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to ``limit`` characters.
+
+    Some libraries' messages span several lines, and Keras' can run to thousands of
+    characters (a whole layer config): the start says what went wrong.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def resolve_model_path(model_or_run_folder: str | Path) -> Path:
@@ -161,6 +165,10 @@ def load_model(model_or_run_folder: str | Path, num_classes: int = 10) -> Loaded
     _check_model_file(model_path)
     import keras
 
+    # Registers this package's custom layers (e.g. airbench's PatchWhitening): a fresh
+    # process that has not built a model yet could not deserialise them otherwise.
+    import cifar_cnn.models  # noqa: F401
+
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types (ValueError, KeyError, OSError...).
@@ -206,7 +214,8 @@ def openable_suffixes() -> frozenset[str]:
                      Image.registered_extensions().items() if image_format in Image.OPEN)
 
 
-def collect_image_paths(arguments: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+def collect_image_paths(
+        arguments: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand image and folder arguments into image files, keeping the user's order.
 
     A folder contributes its files (not its subfolders) whose suffix is an image format
@@ -217,8 +226,8 @@ def collect_image_paths(arguments: Iterable[str | Path]) -> tuple[list[Path], li
         arguments: Image files and folders.
 
     Returns:
-        ``(paths, problems)``: the image files, and one message per argument that gave
-        none (missing path, folder without images).
+        ``(paths, problems)``: the image files, and ``(argument, message)`` for each
+        argument that gave none (missing path, folder without images).
     """
     suffixes = openable_suffixes()
     paths, problems, seen = [], [], set()
@@ -236,15 +245,15 @@ def collect_image_paths(arguments: Iterable[str | Path]) -> tuple[list[Path], li
                             if child.is_file() and not child.name.startswith(".")
                             and child.suffix.lower() in suffixes)
             if not images:
-                problems.append(f"{path} is a folder with no images in it (looked for "
-                                f"files ending in .png, .jpg, .bmp, .gif, .webp ...; "
-                                "subfolders are not searched).")
+                problems.append((path, f"{path} is a folder with no images in it (looked "
+                                       "for files ending in .png, .jpg, .bmp, .gif, .webp "
+                                       "...; subfolders are not searched)."))
             for image in images:
                 add(image)
         elif path.exists():
             add(path)
         else:
-            problems.append(f"{path} does not exist.")
+            problems.append((path, f"{path} does not exist."))
     return paths, problems
 
 

@@ -98,6 +98,25 @@ RECIPES: dict[str, Recipe] = {
         flip_test_time_augmentation=True,
         precision="auto",
     ),
+    "airbench_small": Recipe(
+        name="airbench_small",
+        description="The airbench recipe on a narrow network (32/64/128 channels), batch 512, "
+                    "for the shortest time to a moderate accuracy on CPUs.",
+        model="airbench_small_net",
+        epochs=3,
+        batch_size=512,
+        learning_rate=1.0,
+        optimizer="sgd_nesterov",
+        momentum=0.85,
+        weight_decay=1.3e-5,
+        schedule="warmup_linear_decay",
+        warmup_fraction=0.2,
+        preprocessing="standardize",
+        augmentations=("flip",),
+        label_smoothing=0.2,
+        flip_test_time_augmentation=True,
+        precision="auto",
+    ),
 }
 
 

@@ -125,10 +125,9 @@ def list_runs(output_dir: str | Path) -> list[RunSummary]:
 
 
 def _epochs_cell(summary: RunSummary) -> str:
-    if summary.status == "complete":
-        return "-" if summary.epochs_done is None else str(summary.epochs_done)
-    done = summary.epochs_done or 0
-    return f"{done}/{summary.epochs_planned}" if summary.epochs_planned else str(done)
+    if summary.status == "incomplete" and summary.epochs_planned:
+        return f"{summary.epochs_done or 0}/{summary.epochs_planned}"
+    return "-" if summary.epochs_done is None else str(summary.epochs_done)
 
 
 def format_run_table(summaries: Sequence[RunSummary]) -> str:

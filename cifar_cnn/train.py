@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import keras
 
 from cifar_cnn.checkpoints import TrainingStateCheckpoint, restore_training_state
 from cifar_cnn.recipes import Recipe
+from cifar_cnn.runs import write_json
 
 OPTIMIZERS = ("adam", "sgd_nesterov")
 SCHEDULES = ("constant", "warmup_linear_decay")
@@ -162,14 +162,11 @@ def compile_model(model: keras.Model, recipe: Recipe, learning_rate: float, epoc
     return model
 
 
-def _write_json_atomically(path: Path, document) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(temporary, path)
-
-
 class HistoryRecorder(keras.callbacks.Callback):
     """Keep every epoch's metrics and wall-clock seconds, on disk after each epoch.
+
+    ``seconds`` is the whole epoch as the user waits for it; ``train_seconds`` leaves out
+    the per-epoch validation pass, for speed comparisons.
 
     On a resumed run it starts from the rows already recorded for the restored epochs, so
     the history covers the whole run, not just the part after the restart.
@@ -186,15 +183,26 @@ class HistoryRecorder(keras.callbacks.Callback):
         # Rows beyond the restored state belong to an epoch whose checkpoint never landed.
         self.rows = [row for row in previous if row["epoch"] <= completed_epochs]
         self._epoch_started = 0.0
+        self._validation_started = 0.0
+        self._validation_seconds = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = time.perf_counter()
+        self._validation_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._validation_started = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._validation_seconds += time.perf_counter() - self._validation_started
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._epoch_started}
+        seconds = time.perf_counter() - self._epoch_started
+        row = {"epoch": epoch + 1, "seconds": seconds,
+               "train_seconds": seconds - self._validation_seconds}
         row.update({name: float(value) for name, value in (logs or {}).items()})
         self.rows.append(row)
-        _write_json_atomically(self.path, self.rows)
+        write_json(self.path, self.rows)
 
 
 class EpochLine(keras.callbacks.Callback):

@@ -1,0 +1,39 @@
+"""Shared pieces of the benchmark scripts: where the data is, what machine ran them."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import resource
+from pathlib import Path
+
+from cifar_cnn.runs import environment_record
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+# The shared offline copy beside the checkout (see README); override with --data-source.
+DEFAULT_DATA_SOURCE = os.environ.get(
+    "CIFAR10_SOURCE", str(REPOSITORY_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
+
+
+def machine_record() -> dict:
+    """CPU model, core count, memory, accelerators and library versions, with the date.
+
+    Returns:
+        A JSON-ready dictionary.
+    """
+    record = environment_record()
+    try:
+        memory_kib = next(int(line.split()[1]) for line in
+                          Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemTotal"))
+        record["memory_gib"] = round(memory_kib / 2**20, 1)
+    except (OSError, StopIteration):
+        record["memory_gib"] = None
+    record["measured_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+    return record
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
