@@ -475,7 +475,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(commands)
     _add_predict_parser(commands)
     _add_runs_parser(commands)
+    _add_sweep_and_compare_parsers(commands)
     return parser
+
+
+def _add_sweep_and_compare_parsers(commands) -> None:
+    from cifar_cnn import compare, sweep
+
+    sweep_parser = commands.add_parser(
+        "sweep", help="execute the main notebook once per parameter set (papermill)",
+        description="Execute the main notebook once per parameter set from a YAML file and/or "
+                    "--set/--grid/--run options; completed runs are skipped on a re-run, "
+                    "failures are recorded and the rest go on; ends with a comparison.")
+    sweep.add_sweep_arguments(sweep_parser)
+    sweep_parser.set_defaults(handler=sweep.command_sweep)
+    compare_parser = commands.add_parser(
+        "compare", help="compare run folders: table (CSV, Markdown) and figure",
+        description="Compare run folders: the parameters that differ, test accuracy, best "
+                    "epoch and time, as CSV and Markdown tables and a figure.")
+    compare.add_compare_arguments(compare_parser)
+    compare_parser.set_defaults(handler=compare.command_compare)
 
 
 def main(argv: typing.Sequence[str] | None = None) -> int:

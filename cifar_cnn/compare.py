@@ -142,9 +142,9 @@ def load_run(path: str | Path) -> RunSummary:
 def nominal_config(parameters: dict[str, Any]) -> dict[str, Any]:
     """The config a run would have had, for a parameter set that never got a run folder.
 
-    Starts from ``RunConfig``'s defaults, applies the parameters (unknown names kept, so a
-    misspelling shows in the table), and fills the recipe's defaults where a value is None,
-    as ``RunConfig`` does, so that these rows compare fairly with real runs.
+    Starts from the valid config of the same recipe (so the recipe's defaults are filled in
+    as in a real run's ``config.json``, and the rows compare fairly), then applies every
+    value given, the bad ones and unknown names included, so the table shows what failed.
 
     Args:
         parameters: The parameter set as given.
@@ -152,15 +152,12 @@ def nominal_config(parameters: dict[str, Any]) -> dict[str, Any]:
     Returns:
         A dictionary shaped like ``config.json``.
     """
-    from cifar_cnn.recipes import RECIPES
-
-    config = {name: field_.default for name, field_ in RunConfig.__dataclass_fields__.items()}
-    config.update(parameters)
-    recipe = RECIPES.get(config["recipe"]) if isinstance(config["recipe"], str) else None
-    if recipe is not None:
-        for name in ("epochs", "batch_size", "learning_rate", "preprocessing"):
-            if config.get(name) is None:
-                config[name] = getattr(recipe, name)
+    try:
+        config = RunConfig.from_parameters({"recipe": parameters.get("recipe", "seed")}).to_dict()
+    except (ValueError, TypeError):  # An unknown recipe: fall back to the default one's.
+        config = RunConfig.from_parameters({}).to_dict()
+    # None means "the recipe's default" and the config above already holds that default.
+    config.update({name: value for name, value in parameters.items() if value is not None})
     return config
 
 
@@ -347,7 +344,12 @@ def _draw_validation_curves(axis, runs: Sequence[RunSummary]) -> None:
     else:
         axis.legend(fontsize=7)
     axis.set_xlabel("epoch")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = sorted({row["epoch"] for run in with_curves for row in run.history
+                     if "val_accuracy" in row})
+    if 0 < len(epochs) <= 15:
+        axis.set_xticks(epochs)  # Few epochs: one tick each (a locator would add fractions).
+    else:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel(_monitored_label(runs))
     axis.grid(alpha=0.3)
     axis.set_title("Validation curves")

@@ -60,17 +60,18 @@ PENDING, RUNNING, COMPLETE, SKIPPED, FAILED = "pending", "running", "complete", 
 STATUSES = (PENDING, RUNNING, COMPLETE, SKIPPED, FAILED)
 SWEEP_KEYS = ("name", "output_dir", "workers", "base", "grid", "runs")
 DEFAULT_OUTPUT_DIR = "runs"
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Short names for run names: "lr0.001-bs32" instead of "learning_rate0.001-batch_size32".
 PARAMETER_ABBREVIATIONS = {
     "recipe": "recipe", "epochs": "ep", "batch_size": "bs", "learning_rate": "lr",
     "seed": "seed", "data_source": "data", "validation_split": "val", "preprocessing": "prep",
     "max_train_examples": "ntrain", "max_test_examples": "ntest", "overwrite": "overwrite",
-}
+    "mixed_precision": "prec", "xla": "xla", "tta": "tta", "tensorboard": "tb",
+}  # Any other parameter is named in full.
 MAX_RUN_NAME_LENGTH = 100
-# Lines of a run's output streamed when not verbose: the epoch lines and the outcome.
-PROGRESS_LINE = re.compile(r"^(epoch \d+/\d+|resuming after epoch|test accuracy)")
+# Lines of a run's output streamed when not verbose (the sweep reports each outcome itself).
+PROGRESS_LINE = re.compile(r"^(epoch \d+/\d+|resuming after epoch)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,6 +464,14 @@ def run_names(parameter_sets: Sequence[Mapping[str, Any]], prefix: str | None = 
 # Planning
 
 
+def _write_json(path: Path, document) -> None:
+    # Like cifar_cnn.runs.write_json (atomic), without importing runs, which imports Keras:
+    # the sweep's own process never needs TensorFlow, only the kernels do.
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
 def _now() -> str:
     return _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -524,8 +533,14 @@ def _existing_run_state(run: SweepRun, config: RunConfig) -> tuple[str, str | No
     except (OSError, json.JSONDecodeError) as error:
         return "conflict", f"ValueError: {config_path} is unreadable ({error})."
     current = config.to_dict()
-    differing = sorted(name for name in set(previous) | set(current)
-                       if name != "overwrite" and previous.get(name) != current.get(name))
+    # Where the folder is (output_dir may be spelled relative or absolute) and overwrite do
+    # not change what was trained. A parameter the earlier config lacks did not exist when
+    # it ran: it only counts when this sweep sets it, so adding a RunConfig field to the
+    # library does not turn every completed run into a conflict.
+    differing = sorted(name for name in current
+                       if name not in ("output_dir", "run_name", "overwrite")
+                       and previous.get(name) != current[name]
+                       and (name in previous or name in run.parameters))
     complete = (run.run_folder / "metrics.json").is_file()
     if complete and config.overwrite:
         return "new", None
@@ -741,7 +756,8 @@ def notebook_error(path: Path) -> str | None:
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                return f"{output.get('ename')}: {output.get('evalue')}"
+                message = output.get("evalue")
+                return f"{output.get('ename')}: {message}" if message else output.get("ename")
     return None
 
 
@@ -786,6 +802,8 @@ class _Sweep:
         self.finished_at: str | None = None
         self.state = "running"
         self.comparison: dict[str, Path] | None = None
+        self.to_execute = sum(run.status == PENDING for run in runs)
+        self.started = 0
 
     def say(self, text: str) -> None:
         with self.lock:
@@ -793,10 +811,8 @@ class _Sweep:
 
     def record(self) -> None:
         """Rewrite the status file; called after every change, under the lock."""
-        from cifar_cnn.runs import write_json
-
         counts = {status: sum(run.status == status for run in self.runs) for status in STATUSES}
-        write_json(self.status_path, {
+        _write_json(self.status_path, {
             "name": self.spec.name, "status": self.state, "output_dir": str(self.output_dir),
             "notebook": str(self.notebook), "workers": self.workers,
             "started_at": self.started_at, "finished_at": self.finished_at,
@@ -822,9 +838,11 @@ class _Sweep:
 
         with self.lock:
             run.status, run.started_at = RUNNING, _now()
+            self.started += 1
+            position = f"{self.started} of {self.to_execute}"
             self.record()
         self.say(f"{prefix} started{' (resuming an interrupted run)' if run.resumed else ''}"
-                 f" - {self.left()} run(s) not finished")
+                 f", run {position} to execute")
         started = time.perf_counter()
         run.run_folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -994,8 +1012,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                              "repeatable; values are YAML scalars: 1, 1e-3, null, true")
     parser.add_argument("--grid", dest="grid_values", action="append", default=[],
                         metavar="NAME=V1,V2",
-                        help="a parameter's values, one run per combination with the other "
-                             "--grid axes; repeatable")
+                        help="a parameter's values (or NAME=[V1, V2] as a YAML list), one run "
+                             "per combination with the other --grid axes; repeatable")
     parser.add_argument("--run", dest="run_values", action="append", default=[],
                         metavar="NAME=VALUE,...",
                         help="one extra parameter set, as NAME=VALUE,NAME=VALUE or a YAML "
@@ -1087,7 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         0 when every run completed, 1 when any run failed, 2 on bad input (the reason on
-        stderr).
+        stderr), 130 when interrupted (Ctrl-C).
     """
     parser = argparse.ArgumentParser(
         prog="python -m cifar_cnn.sweep",
@@ -1101,6 +1119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        # The runs in flight stop with their kernels; their folders keep the training state.
+        print("sweep: interrupted; the same command resumes it", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

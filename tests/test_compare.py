@@ -1,0 +1,194 @@
+"""Comparing run folders: table of differing parameters and results, figures, command, notebook."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from matplotlib.figure import Figure
+
+from cifar_cnn import compare
+from cifar_cnn.config import RunConfig
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+COMPARE_NOTEBOOK = REPOSITORY_ROOT / "notebooks" / "compare_runs.ipynb"
+RESULTS = ["status", "test_accuracy", "best_epoch", "best_monitored_accuracy", "train_seconds"]
+
+
+def make_run_folder(root: Path, name: str, val_accuracy=(0.3, 0.5, 0.4), complete=True,
+                    test_accuracy=0.45, **parameters) -> Path:
+    """Write a run folder by hand: config.json, history.json and (if complete) metrics.json."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    config = RunConfig.from_parameters({"output_dir": str(root), "run_name": name, **parameters},
+                                       environ={})
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    history = [{"epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.1 * epoch,
+                "val_loss": 1.5 / epoch, "val_accuracy": value, "seconds": 2.5}
+               for epoch, value in enumerate(val_accuracy, start=1)]
+    (folder / "history.json").write_text(json.dumps(history))
+    if complete:
+        best = max(val_accuracy)
+        metrics = {"test_accuracy": test_accuracy, "best_epoch": val_accuracy.index(best) + 1,
+                   "best_monitored_accuracy": best, "train_seconds": 2.5 * len(val_accuracy),
+                   "monitored_on": "validation" if config.validation_split else "test"}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    root = tmp_path / "runs"
+    make_run_folder(root, "lr0.001-bs32", learning_rate=0.001, batch_size=32, epochs=3,
+                    test_accuracy=0.41)
+    make_run_folder(root, "lr0.003-bs32", (0.35, 0.6, 0.55), learning_rate=0.003,
+                    batch_size=32, epochs=3, test_accuracy=0.52)
+    make_run_folder(root, "lr0.003-bs64", (0.2, 0.25), complete=False, learning_rate=0.003,
+                    batch_size=64, epochs=3)
+    (root / "not-a-run").mkdir()  # No config.json: ignored.
+    (root / "sweep.json").write_text("{}")  # Files beside run folders are ignored too.
+    return root
+
+
+def test_table_has_only_the_differing_parameters_then_the_results(runs_dir):
+    runs = compare.load_runs(runs_dir)
+    assert [run.name for run in runs] == ["lr0.001-bs32", "lr0.003-bs32", "lr0.003-bs64"]
+    assert compare.differing_parameters(runs) == ["batch_size", "learning_rate"]
+    rows = compare.comparison_rows(runs)
+    assert list(rows[0]) == ["run", "batch_size", "learning_rate", *RESULTS]
+    assert rows[0] == {"run": "lr0.001-bs32", "batch_size": 32, "learning_rate": 0.001,
+                       "status": "complete", "test_accuracy": 0.41, "best_epoch": 2,
+                       "best_monitored_accuracy": 0.5, "train_seconds": 7.5}
+    # The interrupted run has no test accuracy but its history still gives the best epoch.
+    assert rows[2] == {"run": "lr0.003-bs64", "batch_size": 64, "learning_rate": 0.003,
+                       "status": "incomplete", "test_accuracy": None, "best_epoch": 2,
+                       "best_monitored_accuracy": 0.25, "train_seconds": 5.0}
+
+
+def test_identical_runs_have_no_parameter_columns_and_errors_get_a_column(tmp_path):
+    runs = [compare.load_run(make_run_folder(tmp_path, name, epochs=3)) for name in ("a", "b")]
+    assert list(compare.comparison_rows(runs)[0]) == ["run", *RESULTS]
+    runs.append(compare.RunSummary(name="c", config=compare.nominal_config({"epochs": 0}),
+                                   status="failed", error="ValueError: epochs must be >= 1"))
+    rows = compare.comparison_rows(runs)
+    assert list(rows[0]) == ["run", "epochs", *RESULTS, "error"]
+    assert [row["epochs"] for row in rows] == [3, 3, 0]
+    assert rows[2]["error"] == "ValueError: epochs must be >= 1" and rows[0]["error"] is None
+
+
+def test_nominal_config_fills_the_recipe_defaults_and_keeps_bad_values():
+    config = compare.nominal_config({"validation_split": 1.5, "epoch": 3, "batch_size": None})
+    real = RunConfig.from_parameters({}).to_dict()
+    assert config["validation_split"] == 1.5 and config["epoch"] == 3  # As given.
+    assert config["batch_size"] == real["batch_size"] == 32  # None: the recipe's default.
+    assert {name: config[name] for name in real if name != "validation_split"} == \
+        {name: value for name, value in real.items() if name != "validation_split"}
+
+
+def test_csv_is_unrounded_and_markdown_is_rounded_and_escaped(runs_dir):
+    runs = compare.load_runs(runs_dir)
+    runs[0].error = "ValueError: a | b\nsecond line " + "x" * 200
+    rows = compare.comparison_rows(runs)
+    parsed = list(csv.DictReader(io.StringIO(compare.csv_table(rows))))
+    assert [row["run"] for row in parsed] == ["lr0.001-bs32", "lr0.003-bs32", "lr0.003-bs64"]
+    assert parsed[1]["test_accuracy"] == "0.52" and parsed[2]["test_accuracy"] == ""
+    assert parsed[0]["error"].startswith("ValueError: a | b\nsecond line x")  # Whole message.
+    lines = compare.markdown_table(rows).splitlines()
+    assert lines[0] == ("| run | batch_size | learning_rate | status | test_accuracy | best_epoch"
+                        " | best_monitored_accuracy | train_seconds | error |")
+    assert lines[1] == "|" + "---|" * 9
+    assert lines[3] == "| lr0.003-bs32 | 32 | 0.003 | complete | 0.5200 | 2 | 0.6000 | 7.5 |  |"
+    assert lines[4].startswith("| lr0.003-bs64 | 64 | 0.003 | incomplete |  | 2 | 0.2500 | 5.0 |")
+    assert "a \\| b second line" in lines[2] and lines[2].endswith("... |")
+    assert len(lines) == 5
+
+
+def test_finding_run_folders_by_glob_and_location(runs_dir):
+    assert [path.name for path in compare.find_run_folders(runs_dir, "lr0.003*")] == \
+        ["lr0.003-bs32", "lr0.003-bs64"]
+    single = runs_dir / "lr0.001-bs32"
+    assert compare.find_run_folders(single, "ignored*") == [single]
+    # A run folder named twice (itself and through its parent) is read once.
+    assert len(compare.load_runs([single, runs_dir])) == 3
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no_config", r"is not a run folder: it has no config\.json"),
+    ("damaged", r"metrics\.json is not valid JSON .*damaged"),
+    ("no_match", r"No run folders \(folders holding config\.json\) match 'zz\*'"),
+    ("missing", r"is not a folder: give a run folder or a folder of run folders"),
+])
+def test_load_errors_name_the_problem(runs_dir, problem, message):
+    with pytest.raises(ValueError, match=message):
+        if problem == "no_config":
+            compare.load_run(runs_dir / "not-a-run")
+        elif problem == "damaged":
+            (runs_dir / "lr0.001-bs32" / "metrics.json").write_text("{not json")
+            compare.load_run(runs_dir / "lr0.001-bs32")
+        elif problem == "no_match":
+            compare.load_runs(runs_dir, "zz*")
+        else:
+            compare.load_runs(runs_dir / "nowhere")
+
+
+def test_figures_draw_every_curve_and_every_bar(runs_dir):
+    runs = compare.load_runs(runs_dir)
+    curves = compare.validation_curves_figure(runs)
+    assert isinstance(curves, Figure)
+    axis = curves.axes[0]
+    assert [line.get_label() for line in axis.get_lines()] == [run.name for run in runs]
+    assert list(axis.get_lines()[1].get_ydata()) == [0.35, 0.6, 0.55]
+    assert axis.get_ylabel() == "test accuracy per epoch (no validation split)"
+    bars = compare.accuracy_bars_figure(runs).axes[0]
+    assert [patch.get_width() for patch in bars.patches] == [0.41, 0.52, 0.0]
+    assert [text.get_text() for text in bars.texts] == ["0.4100", "0.5200", "incomplete"]
+    combined = compare.comparison_figure(runs)
+    assert len(combined.axes) == 2 and len(combined.axes[0].get_lines()) == 3
+
+
+def test_command_writes_csv_markdown_and_png_and_prints_the_table(runs_dir, tmp_path, capsys):
+    output = tmp_path / "report"
+    assert compare.main([str(runs_dir), "--pattern", "lr0.003*", "--output-dir", str(output),
+                         "--name", "lr3"]) == 0
+    printed = capsys.readouterr().out
+    assert "| lr0.003-bs32 | 32 | complete | 0.5200 |" in printed
+    assert (output / "lr3.png").read_bytes()[:4] == b"\x89PNG"
+    assert (output / "lr3.md").read_text() in printed
+    with (output / "lr3.csv").open() as handle:
+        assert [row["batch_size"] for row in csv.DictReader(handle)] == ["32", "64"]
+    # By default the files go into the runs folder given.
+    assert compare.main([str(runs_dir)]) == 0
+    assert {"comparison.csv", "comparison.md", "comparison.png"} <= \
+        {path.name for path in runs_dir.iterdir()}
+    assert compare.main([str(runs_dir / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_compare_notebook_is_committed_clean():
+    notebook = nbformat.read(COMPARE_NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    assert notebook.metadata.kernelspec.name == "python3"
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert set(papermill.inspect_notebook(str(COMPARE_NOTEBOOK))) == {"runs_dir", "pattern"}
+
+
+def test_compare_notebook_executes_against_run_folders(runs_dir, tmp_path):
+    output = tmp_path / "compare.ipynb"
+    papermill.execute_notebook(str(COMPARE_NOTEBOOK), str(output), cwd=str(tmp_path),
+                               parameters={"runs_dir": str(runs_dir), "pattern": "lr*"},
+                               log_output=False, progress_bar=False)
+    outputs = [output for cell in nbformat.read(output, as_version=4).cells
+               for output in cell.get("outputs", [])]
+    markdown = [output.data["text/markdown"] for output in outputs
+                if "text/markdown" in output.get("data", {})]
+    assert len(markdown) == 1 and "| lr0.003-bs64 | 64 | 0.003 | incomplete |" in markdown[0]
+    images = [output for output in outputs if "image/png" in output.get("data", {})]
+    assert len(images) == 2  # The validation curves and the test accuracy bars.
+    assert not any(output.output_type == "error" for output in outputs)
