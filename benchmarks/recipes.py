@@ -7,8 +7,10 @@ evaluation time is not counted as training time. Training seconds are the wall-c
 seconds of the training epochs, first-epoch graph tracing included.
 
 Usage:
-    python benchmarks/recipes.py [--recipes seed seed_regularized airbench]
-                                 [--epochs airbench=10] [--data-source PATH]
+    python benchmarks/recipes.py [--recipes seed seed_regularized airbench:4 airbench]
+                                 [--data-source PATH]
+A recipe written NAME:EPOCHS runs with that many epochs instead of its default (its schedule
+is then fitted to that budget).
 Writes benchmarks/results/cpu-2core.json (machine, recipes, per-epoch curves) and a PNG plot.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 from common import DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, peak_memory_mib
 
 THRESHOLDS = ("0.68", "0.70", "0.80", "0.90", "0.94")
-DEFAULT_RECIPES = ("seed", "seed_regularized", "airbench")
+DEFAULT_RECIPES = ("seed", "seed_regularized", "airbench_small", "airbench:4", "airbench")
 
 
 def pipeline_images_per_second(dataset, limit_images: int = 20_000) -> float:
@@ -117,7 +119,8 @@ def plot_results(results: dict, path: Path) -> None:
     for record in results["recipes"]:
         axis.plot([row["train_seconds"] for row in record["per_epoch"]],
                   [row["test_accuracy"] for row in record["per_epoch"]], "o-",
-                  label=f"{record['recipe']} ({record['final_test_accuracy']:.3f})")
+                  label=f"{record['recipe']}, {record['epochs']} epochs "
+                        f"({record['final_test_accuracy']:.3f})")
     for threshold in THRESHOLDS:
         axis.axhline(float(threshold), color="gray", linestyle="--", linewidth=0.7)
     axis.set_xscale("log")
@@ -132,33 +135,33 @@ def plot_results(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES))
-    parser.add_argument("--epochs", nargs="*", default=[], metavar="RECIPE=EPOCHS",
-                        help="override a recipe's default epochs")
+    parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
+                        metavar="RECIPE[:EPOCHS]")
     parser.add_argument("--data-source", default=DEFAULT_DATA_SOURCE)
     parser.add_argument("--output", type=Path,
                         default=REPOSITORY_ROOT / "benchmarks" / "results" / "cpu-2core.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # Internal: run one recipe, print JSON.
     arguments = parser.parse_args()
-    epochs = dict(item.split("=", 1) for item in arguments.epochs)
 
     if arguments.one:
-        record = benchmark_one(arguments.one, int(epochs[arguments.one]) if arguments.one in epochs
-                               else None, arguments.data_source)
+        name, _, epochs = arguments.one.partition(":")
+        record = benchmark_one(name, int(epochs) if epochs else None, arguments.data_source)
         print("RESULT " + json.dumps(record), flush=True)
         return
 
     from cifar_cnn.recipes import RECIPES
 
-    unknown = [name for name in arguments.recipes if name not in RECIPES]
+    unknown = [entry for entry in arguments.recipes if entry.partition(":")[0] not in RECIPES
+               or not (entry.partition(":")[2] or "1").isdigit()]
     if unknown:
-        parser.error(f"unknown recipe(s) {', '.join(unknown)}; valid: {', '.join(RECIPES)}")
+        parser.error(f"bad recipe entries {', '.join(unknown)}; valid recipes: "
+                     f"{', '.join(RECIPES)}, optionally followed by :EPOCHS")
     results = {"command": " ".join(["python", "benchmarks/recipes.py", *sys.argv[1:]]),
                "data_source": arguments.data_source, "machine": machine_record(), "recipes": []}
     for recipe in arguments.recipes:
         print(f"== {recipe}", flush=True)
         command = [sys.executable, __file__, "--one", recipe, "--data-source",
-                   arguments.data_source, "--epochs", *arguments.epochs]
+                   arguments.data_source]
         completed = subprocess.run(command, capture_output=True, text=True)
         lines = completed.stdout.splitlines()
         print("\n".join(line for line in lines if not line.startswith("RESULT ")), flush=True)

@@ -46,8 +46,9 @@ def learning_rate_schedule(recipe: Recipe, learning_rate: float, epochs: int,
     if recipe.schedule == "warmup_linear_decay":
         total_steps = max(1, epochs * steps_per_epoch)
         warmup_steps = max(1, int(recipe.warmup_fraction * total_steps))
+        # At least one decay step, so a one-step run (a tiny quick-mode set) still works.
         decay = keras.optimizers.schedules.PolynomialDecay(
-            learning_rate, total_steps - warmup_steps, end_learning_rate=0.0, power=1.0)
+            learning_rate, max(1, total_steps - warmup_steps), end_learning_rate=0.0, power=1.0)
         return _WarmupThen(decay, learning_rate, warmup_steps)
     raise ValueError(f"Unknown schedule {recipe.schedule!r}; valid choices: {', '.join(SCHEDULES)}.")
 

@@ -1,0 +1,48 @@
+"""Print the README's results table from a benchmark results file.
+
+Usage:
+    python benchmarks/table.py [benchmarks/results/cpu-2core.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _seconds(value) -> str:
+    return "never" if value is None else f"{value:.0f} s"
+
+
+def markdown_table(results: dict) -> str:
+    """One row per recipe: accuracy, training time, time to each target, throughput.
+
+    Args:
+        results: The JSON written by ``benchmarks/recipes.py``.
+
+    Returns:
+        A Markdown table.
+    """
+    machine = results["machine"]
+    hardware = f"{machine['processor']}, {machine['cpu_count']} cores"
+    thresholds = list(results["recipes"][0]["seconds_to"])
+    header = ["recipe", "epochs", "test accuracy", "training time",
+              *[f"to {threshold}" for threshold in thresholds], "images/s", "hardware"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for record in results["recipes"]:
+        tta = " (flip TTA)" if record.get("test_time_augmentation") else ""
+        row = [f"`{record['recipe']}`", str(record["epochs"]),
+               f"{record['final_test_accuracy']:.4f}{tta}", _seconds(record["train_seconds"]),
+               *[_seconds(record["seconds_to"][threshold]) for threshold in thresholds],
+               f"{record['train_images_per_second']:.0f}", hardware]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else \
+        REPOSITORY_ROOT / "benchmarks" / "results" / "cpu-2core.json"
+    print(markdown_table(json.loads(path.read_text())))
