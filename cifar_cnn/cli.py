@@ -157,7 +157,7 @@ def _command_evaluate(arguments) -> int:
     from cifar_cnn import data as data_module
     from cifar_cnn import evaluate, plots
     from cifar_cnn.predict import load_model, predict_probabilities, resolve_model_path
-    from cifar_cnn.runs import write_json
+    from cifar_cnn.records import write_json
 
     model_path = resolve_model_path(arguments.model)
     output = _evaluation_output(model_path, arguments.output)
@@ -283,7 +283,7 @@ def _command_predict(arguments) -> int:
                                   for name, value in zip(CLASS_NAMES, image_probabilities)},
             })
     if arguments.json:
-        from cifar_cnn.runs import write_json
+        from cifar_cnn.records import write_json
 
         json_path = Path(arguments.json).expanduser()
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cifar_cnn.data.pipeline import PREPROCESSING_MODES
+from cifar_cnn.distribute import STRATEGY_CHOICES
 from cifar_cnn.precision import PRECISION_CHOICES
 from cifar_cnn.recipes import RECIPES, get_recipe
 
@@ -42,6 +43,9 @@ class RunConfig:
         xla: Compile training steps with XLA; None lets Keras decide (on with a GPU).
         tta: Test-time augmentation (average with the mirrored image); None: the recipe's.
         tensorboard: Write TensorBoard logs to ``<run folder>/tensorboard``.
+        strategy: ``tf.distribute`` strategy: ``"auto"``, ``"default"``, ``"mirrored"``,
+            ``"multiworker"`` (from ``TF_CONFIG``) or ``"tpu"`` (``cifar_cnn.distribute``);
+            batch_size stays the global batch and learning_rate is not rescaled.
         max_train_examples: Train on a stratified subset of this size (None: all).
         max_test_examples: Evaluate on a stratified subset of this size (None: all).
         output_dir: Folder that receives one run folder per run.
@@ -61,6 +65,7 @@ class RunConfig:
     xla: bool | None = None
     tta: bool | None = None
     tensorboard: bool = False
+    strategy: str = "auto"
     max_train_examples: int | None = None
     max_test_examples: int | None = None
     output_dir: str = "runs"
@@ -97,6 +102,9 @@ class RunConfig:
         if self.mixed_precision not in PRECISION_CHOICES:
             raise ValueError(f"Unknown mixed_precision {self.mixed_precision!r}; valid choices: "
                              f"{', '.join(PRECISION_CHOICES)}.")
+        if self.strategy not in STRATEGY_CHOICES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}; valid choices: "
+                             f"{', '.join(STRATEGY_CHOICES)}.")
         for name in ("xla", "tta", "tensorboard", "overwrite"):
             value = getattr(self, name)
             if not (isinstance(value, bool) or (value is None and name == "xla")):

@@ -6,8 +6,12 @@ scripts. Each step takes the validated :class:`~cifar_cnn.config.RunConfig`.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -76,7 +80,13 @@ def steps_per_epoch(config: RunConfig, prepared: PreparedData) -> int:
 
 
 def build_model(config: RunConfig, prepared: PreparedData):
-    """Build and compile the recipe's model, seeded, with its preprocessing layer in front.
+    """Build and compile the recipe's model, seeded, inside the configured strategy's scope.
+
+    The strategy (``config.strategy``, see ``cifar_cnn.distribute``) is created first,
+    because ``MultiWorkerMirroredStrategy`` must exist before TensorFlow's first operation.
+    Every variable (preprocessing statistics, weights, optimizer) is then created in its
+    scope, so it is mirrored over all replicas; the model remembers the strategy and
+    :func:`train_model` trains with it.
 
     Args:
         config: The run configuration.
@@ -85,17 +95,19 @@ def build_model(config: RunConfig, prepared: PreparedData):
     Returns:
         A compiled ``keras.Model``.
     """
-    from cifar_cnn import models, precision, train
+    from cifar_cnn import distribute, models, precision, train
 
+    strategy = distribute.make_strategy(config.strategy)
     recipe = get_recipe(config.recipe)
     precision.apply_precision(config.mixed_precision)
     train.set_seeds(config.seed)
-    preprocessing = data_module.preprocessing_layer(config.preprocessing, prepared.train[0])
-    model = models.build_model(recipe.model, preprocessing=preprocessing,
-                               train_images=prepared.train[0])
-    return train.compile_model(model, recipe, config.learning_rate, config.epochs,
-                               steps_per_epoch(config, prepared),
-                               jit_compile="auto" if config.xla is None else config.xla)
+    with strategy.scope():
+        preprocessing = data_module.preprocessing_layer(config.preprocessing, prepared.train[0])
+        model = models.build_model(recipe.model, preprocessing=preprocessing,
+                                   train_images=prepared.train[0])
+        return train.compile_model(model, recipe, config.learning_rate, config.epochs,
+                                   steps_per_epoch(config, prepared),
+                                   jit_compile="auto" if config.xla is None else config.xla)
 
 
 def make_datasets(config: RunConfig, prepared: PreparedData):
@@ -118,8 +130,11 @@ def make_datasets(config: RunConfig, prepared: PreparedData):
 
 
 def train_model(model, config: RunConfig, prepared: PreparedData, run_folder,
-                print_epochs: bool = True):
-    """Fit the model, recording into (and resuming from) the run folder.
+                print_epochs: bool = True, extra_callbacks=()):
+    """Fit the model under its strategy, recording into (and resuming from) the run folder.
+
+    ``model.fit`` (``train.fit``) trains under every strategy but multi-worker, which has
+    its own loop (``distribute.fit_multi_worker``, where the reason is given).
 
     Args:
         model: The compiled model from :func:`build_model`.
@@ -127,21 +142,42 @@ def train_model(model, config: RunConfig, prepared: PreparedData, run_folder,
         prepared: The run's data.
         run_folder: A ``cifar_cnn.runs.RunFolder``.
         print_epochs: Print one line per epoch.
+        extra_callbacks: More Keras callbacks.
 
     Returns:
         A ``cifar_cnn.train.TrainingResult``.
     """
-    from cifar_cnn import train
+    from cifar_cnn import distribute, train
 
     train_dataset, monitor_dataset = make_datasets(config, prepared)
-    extra_callbacks = []
+    callbacks = list(extra_callbacks)
     if config.tensorboard:
         from cifar_cnn.tensorboard_logging import tensorboard_callback
 
-        extra_callbacks.append(tensorboard_callback(run_folder.path))
-    return train.fit(model, train_dataset, config.epochs, run_folder.path,
-                     validation_dataset=monitor_dataset, extra_callbacks=extra_callbacks,
-                     monitor_best=prepared.validation is not None, print_epochs=print_epochs)
+        callbacks.append(tensorboard_callback(run_folder.path))
+    options = dict(validation_dataset=monitor_dataset, extra_callbacks=callbacks,
+                   monitor_best=prepared.validation is not None, print_epochs=print_epochs)
+    strategy = model.distribute_strategy
+    if distribute.is_multi_worker(strategy):
+        return distribute.fit_multi_worker(model, train_dataset, config.epochs, run_folder.path,
+                                           resume_directory=_chief_run_directory(config,
+                                                                                 run_folder),
+                                           **options)
+    # In the scope, optimizer slots that a resume builds before fit are mirrored like the rest.
+    with strategy.scope():
+        return train.fit(model, train_dataset, config.epochs, run_folder.path, **options)
+
+
+def _chief_run_directory(config: RunConfig, run_folder) -> Path:
+    """The run folder that the chief writes and every worker resumes from.
+
+    On a non-chief worker ``run_folder`` is its temporary folder; the chief's is the
+    configured one, known by name only when ``run_name`` is given (without it, the run
+    is new and nothing can be resumed).
+    """
+    if config.run_name is None:
+        return run_folder.path
+    return Path(config.output_dir).expanduser() / config.run_name
 
 
 def evaluate_model(model, config: RunConfig, prepared: PreparedData):
@@ -204,24 +240,49 @@ def _global_policy_name() -> str:
     return keras.mixed_precision.global_policy().name
 
 
-def run_experiment(config: RunConfig, print_epochs: bool = True):
+def run_experiment(config: RunConfig, print_epochs: bool = True, extra_callbacks=()):
     """Run every step without figures: data, model, training, evaluation, run folder.
 
     Args:
         config: The run configuration.
         print_epochs: Print one line per epoch.
+        extra_callbacks: More Keras callbacks for training.
 
     Returns:
-        ``(run_folder, metrics)``.
+        ``(run_folder, metrics)``; on a non-chief multi-worker process the run folder was
+        temporary and is gone (the chief's holds the run).
     """
-    from cifar_cnn import runs
-
     prepared = prepare_data(config)
-    run_folder = runs.start_run(config)
-    model = build_model(config, prepared)
-    training = train_model(model, config, prepared, run_folder, print_epochs=print_epochs)
-    evaluation = evaluate_model(model, config, prepared)
-    metrics = final_metrics(config, prepared, training, evaluation)
-    run_folder.save_model(model)
-    run_folder.finish(metrics)
+    run_folder, scratch = _open_run_folder(config)
+    try:
+        model = build_model(config, prepared)
+        training = train_model(model, config, prepared, run_folder, print_epochs=print_epochs,
+                               extra_callbacks=extra_callbacks)
+        evaluation = evaluate_model(model, config, prepared)
+        metrics = final_metrics(config, prepared, training, evaluation)
+        run_folder.save_model(model)
+        run_folder.finish(metrics)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return run_folder, metrics
+
+
+def _open_run_folder(config: RunConfig):
+    """Start the run folder this process writes: the real one, or a non-chief's scratch one.
+
+    Under ``multiworker`` every worker runs every step, saving included (TensorFlow's
+    rule: a step some workers skip can hang the others), but only the chief's files may
+    land in the real run folder; the other workers write theirs into a temporary folder
+    that :func:`run_experiment` deletes. Every other strategy runs in one process, which
+    is its own chief.
+
+    Returns:
+        ``(run_folder, scratch)``: ``scratch`` is the temporary folder to delete, or None.
+    """
+    from cifar_cnn import distribute, runs
+
+    if config.strategy == "multiworker" and not distribute.is_chief():
+        scratch = tempfile.mkdtemp(prefix="cifar_cnn-worker-")
+        return runs.start_run(dataclasses.replace(config, output_dir=scratch)), scratch
+    return runs.start_run(config), None

@@ -145,21 +145,79 @@ class PatchWhitening(layers.Layer):
 
     def call(self, inputs):
         outputs = keras.ops.conv(inputs, keras.ops.cast(self.kernel, inputs.dtype), padding="valid")
-        return outputs + keras.ops.cast(self.bias, inputs.dtype)
+        # The bias trains with airbench's larger bias learning rate (see ScaledBias).
+        return outputs + keras.ops.cast(_BIAS_LEARNING_RATE_SCALE * self.bias, inputs.dtype)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
 
 
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class ScaledBias(layers.Layer):
+    """Adds a learned per-channel bias stored divided by ``scale``: ``x + scale * bias``.
+
+    Keras optimizers take one learning rate for every variable, but airbench trains its
+    biases with a 64x larger learning rate (its ``bias_scaler``). Storing ``b / 8`` and
+    multiplying by 8 gives the same thing: the gradient with respect to the stored value is
+    8x larger and each of its steps moves the bias 8x further, so the effective learning
+    rate is ``8 ** 2 = 64`` times the optimizer's, while decoupled weight decay shrinks the
+    bias by the same fraction per step as before.
+
+    Args:
+        scale: The multiplier (the square root of the learning-rate factor).
+    """
+
+    def __init__(self, scale: float = 8.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(input_shape[-1],), initializer="zeros")
+
+    def call(self, inputs):
+        return inputs + keras.ops.cast(self.scale * self.bias, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+_BIAS_LEARNING_RATE_SCALE = 8.0  # 8 ** 2 = airbench's bias_scaler of 64.
+
+
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class PartialIdentity(keras.initializers.Initializer):
+    """Uniform(+-1/sqrt(fan_in)) kernels whose first ``in_channels`` filters are identities.
+
+    The identity ("dirac") filters pass their input channel through unchanged at the start
+    of training, an implicit residual connection that lets a plain deep stack train as fast
+    as a residual one (airbench's ablations: 94% in 18 instead of 21 epochs).
+    """
+
+    def __call__(self, shape, dtype=None):
+        height, width, in_channels, out_channels = shape
+        bound = 1.0 / np.sqrt(height * width * in_channels)
+        kernel = np.random.default_rng(int(keras.random.randint((), 0, 2**31 - 1))).uniform(
+            -bound, bound, size=shape)
+        identities = min(in_channels, out_channels)
+        kernel[:, :, :, :identities] = 0.0
+        kernel[height // 2, width // 2, np.arange(identities), np.arange(identities)] = 1.0
+        return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+
 def _conv_group(x, filters: int, name: str, batchnorm_momentum: float):
-    """Conv - MaxPool - BN - GELU - Conv - BN - GELU, the airbench block."""
+    """Conv - MaxPool - BN - GELU - Conv - BN - GELU, the airbench block.
+
+    BatchNorm has neither scale (airbench freezes it at 1) nor its own shift: the shift is
+    a :class:`ScaledBias`, which trains with airbench's larger bias learning rate.
+    """
     for index in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                          name=f"{name}_conv{index}")(x)
+                          kernel_initializer=PartialIdentity(), name=f"{name}_conv{index}")(x)
         if index == 1:
             x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
         x = layers.BatchNormalization(momentum=batchnorm_momentum, epsilon=1e-5, scale=False,
-                                      name=f"{name}_bn{index}")(x)
+                                      center=False, name=f"{name}_bn{index}")(x)
+        x = ScaledBias(_BIAS_LEARNING_RATE_SCALE, name=f"{name}_bias{index}")(x)
         x = layers.Activation("gelu", name=f"{name}_gelu{index}")(x)
     return x
 
@@ -170,7 +228,8 @@ def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: i
     """A fast residual-free network in the shape of airbench94 (KellerJordan/cifar10-airbench).
 
     Frozen patch-whitening first layer (its kernel computed from the training images),
-    GELU, three Conv-Pool-BN-GELU-Conv-BN-GELU groups (64, 256, 256 channels), global max
+    GELU, three Conv-Pool-BN-GELU-Conv-BN-GELU groups (64, 256, 256 channels) with
+    identity-initialised convolutions and fast-learning BatchNorm biases, global max
     pooling and a bias-free linear layer with logits scaled by 1/9.
 
     Args:
@@ -194,7 +253,7 @@ def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: i
     whitening.kernel.assign(whitening_kernel(keras.ops.convert_to_numpy(preprocessing(sample))))
     x = layers.Activation("gelu", name="whitening_gelu")(x)
     for index, width in enumerate(widths, start=1):
-        x = _conv_group(x, width, name=f"group{index}", batchnorm_momentum=0.4)
+        x = _conv_group(x, width, name=f"group{index}", batchnorm_momentum=0.9)
     x = layers.GlobalMaxPooling2D(name="global_pool")(x)
     outputs = _softmax_head(x, num_classes, use_bias=False, logit_scale=1 / 9)
     return keras.Model(inputs, outputs, name="airbench_net")

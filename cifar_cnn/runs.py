@@ -30,26 +30,12 @@ from pathlib import Path
 from cifar_cnn import __version__
 from cifar_cnn.checkpoints import clear_training_state
 from cifar_cnn.config import RunConfig
+from cifar_cnn.records import utc_now, write_json
 
 METRICS_FILE = "metrics.json"
-# Fields that may differ between an interrupted run and its restart.
-_RESTART_INSENSITIVE_FIELDS = ("overwrite",)
-
-
-def _now() -> str:
-    return _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, document) -> None:
-    """Write JSON atomically (temporary file, then rename), so no reader sees half a file.
-
-    Args:
-        path: Destination file.
-        document: Anything ``json.dumps`` accepts.
-    """
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+# Fields that may differ between an interrupted run and its restart (the saved training
+# state does not depend on them: a run started on one GPU may resume on two).
+_RESTART_INSENSITIVE_FIELDS = ("overwrite", "strategy")
 
 
 def git_commit(directory: Path | None = None) -> dict:
@@ -170,7 +156,7 @@ class RunFolder:
         if "test_accuracy" not in metrics:
             raise ValueError("metrics must include test_accuracy")
         run_record = json.loads((self.path / "run.json").read_text())
-        run_record.update(status="complete", finished_at=_now())
+        run_record.update(status="complete", finished_at=utc_now())
         write_json(self.path / METRICS_FILE, metrics)
         write_json(self.path / "run.json", run_record)
         clear_training_state(self.path / "training_state")
@@ -215,7 +201,7 @@ def start_run(config: RunConfig) -> RunFolder:
             resumed = True
     path.mkdir(parents=True, exist_ok=True)
     write_json(config_path, config.to_dict())
-    run_record = {"status": "running", "started_at": _now(), "resumed": resumed,
+    run_record = {"status": "running", "started_at": utc_now(), "resumed": resumed,
                   "environment": environment_record()}
     if resumed and (path / "run.json").is_file():
         earlier = json.loads((path / "run.json").read_text())

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _datetime
 import hashlib
 import itertools
 import json
@@ -54,6 +53,7 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 import yaml
 
 from cifar_cnn.config import RunConfig
+from cifar_cnn.records import utc_now, write_json
 
 # Run statuses in sweep.json. "skipped": complete before this sweep started.
 PENDING, RUNNING, COMPLETE, SKIPPED, FAILED = "pending", "running", "complete", "skipped", "failed"
@@ -464,18 +464,6 @@ def run_names(parameter_sets: Sequence[Mapping[str, Any]], prefix: str | None = 
 # Planning
 
 
-def _write_json(path: Path, document) -> None:
-    # Like cifar_cnn.runs.write_json (atomic), without importing runs, which imports Keras:
-    # the sweep's own process never needs TensorFlow, only the kernels do.
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
-
-
-def _now() -> str:
-    return _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds")
-
-
 @dataclass
 class SweepRun:
     """One run of a sweep and what happened to it (a row of ``sweep.json``).
@@ -798,7 +786,7 @@ class _Sweep:
         self.stream, self.verbose = stream, verbose
         self.status_path = output_dir / status_file_name(spec.name)
         self.lock = threading.Lock()
-        self.started_at = _now()
+        self.started_at = utc_now()
         self.finished_at: str | None = None
         self.state = "running"
         self.comparison: dict[str, Path] | None = None
@@ -812,7 +800,7 @@ class _Sweep:
     def record(self) -> None:
         """Rewrite the status file; called after every change, under the lock."""
         counts = {status: sum(run.status == status for run in self.runs) for status in STATUSES}
-        _write_json(self.status_path, {
+        write_json(self.status_path, {
             "name": self.spec.name, "status": self.state, "output_dir": str(self.output_dir),
             "notebook": str(self.notebook), "workers": self.workers,
             "started_at": self.started_at, "finished_at": self.finished_at,
@@ -837,7 +825,7 @@ class _Sweep:
                 self.say(f"{prefix} {line}")
 
         with self.lock:
-            run.status, run.started_at = RUNNING, _now()
+            run.status, run.started_at = RUNNING, utc_now()
             self.started += 1
             position = f"{self.started} of {self.to_execute}"
             self.record()
@@ -862,7 +850,7 @@ class _Sweep:
                 error = (f"execution ended with exit status {returncode} without writing "
                          f"metrics.json{': ' + last if last else ''}")
         with self.lock:
-            run.finished_at, run.seconds = _now(), round(seconds, 3)
+            run.finished_at, run.seconds = utc_now(), round(seconds, 3)
             run.notebook = output_notebook if output_notebook.is_file() else None
             if complete:
                 run.status, run.test_accuracy = COMPLETE, _read_test_accuracy(run.run_folder)
@@ -901,11 +889,11 @@ class _Sweep:
             # their own process (the terminal's Ctrl-C reaches it too) and record themselves.
             pool.shutdown(wait=False, cancel_futures=True)
             with self.lock:
-                self.state, self.finished_at = "interrupted", _now()
+                self.state, self.finished_at = "interrupted", utc_now()
                 self.record()
             raise
         pool.shutdown()
-        self.state, self.finished_at = "finished", _now()
+        self.state, self.finished_at = "finished", utc_now()
 
     def compare(self) -> None:
         from cifar_cnn import compare

@@ -13,7 +13,7 @@ import keras
 
 from cifar_cnn.checkpoints import TrainingStateCheckpoint, restore_training_state
 from cifar_cnn.recipes import Recipe
-from cifar_cnn.runs import write_json
+from cifar_cnn.records import write_json
 
 OPTIMIZERS = ("adam", "sgd_nesterov")
 SCHEDULES = ("constant", "warmup_linear_decay")
@@ -49,26 +49,28 @@ def learning_rate_schedule(recipe: Recipe, learning_rate: float, epochs: int,
         # At least one decay step, so a one-step run (a tiny quick-mode set) still works.
         decay = keras.optimizers.schedules.PolynomialDecay(
             learning_rate, max(1, total_steps - warmup_steps), end_learning_rate=0.0, power=1.0)
-        return _WarmupThen(decay, learning_rate, warmup_steps)
+        return _WarmupThen(decay, learning_rate, warmup_steps, start=recipe.warmup_start)
     raise ValueError(f"Unknown schedule {recipe.schedule!r}; valid choices: {', '.join(SCHEDULES)}.")
 
 
 @keras.saving.register_keras_serializable(package="cifar_cnn")
 class _WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then ``after`` (offset)."""
+    """Linear warm-up from ``start * peak`` to ``peak`` over ``warmup_steps``, then ``after``."""
 
-    def __init__(self, after, peak, warmup_steps):
+    def __init__(self, after, peak, warmup_steps, start=0.0):
         self.after, self.peak, self.warmup_steps = after, float(peak), int(warmup_steps)
+        self.start = float(start)
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        warmup = self.peak * step / self.warmup_steps
+        fraction = self.start + (1.0 - self.start) * step / self.warmup_steps
+        warmup = self.peak * fraction
         return keras.ops.where(step < self.warmup_steps, warmup,
                                self.after(step - self.warmup_steps))
 
     def get_config(self):
         return {"after": keras.saving.serialize_keras_object(self.after), "peak": self.peak,
-                "warmup_steps": self.warmup_steps}
+                "warmup_steps": self.warmup_steps, "start": self.start}
 
     @classmethod
     def from_config(cls, config):

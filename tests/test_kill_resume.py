@@ -1,0 +1,152 @@
+"""A training process killed with SIGKILL mid-epoch resumes after its last completed epoch.
+
+The run is a real subprocess running ``experiment.run_experiment`` on a small image-folder
+source. To kill it mid-epoch deterministically, the first start gets a test-only callback
+(armed by an environment variable of this test's script, not of the library) that holds
+the process still after the first step of epoch 2: by then epoch 1's state is on disk and
+epoch 2 has changed the weights without saving them. The second start is the same command
+without that variable.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_cnn.config import RunConfig
+from cifar_cnn.data import CLASS_NAMES
+from cifar_cnn.experiment import run_experiment
+
+EPOCHS = 6
+SUBPROCESS_TIMEOUT = 180
+PAUSE_VARIABLE = "CIFAR_CNN_TEST_PAUSE_IN_EPOCH_2"
+TRAINING_SCRIPT = f'''
+import json, os, sys, time
+
+import keras
+
+from cifar_cnn.config import RunConfig
+from cifar_cnn.experiment import run_experiment
+
+
+class PauseAfterFirstStepOfEpoch2(keras.callbacks.Callback):
+    """Hold still mid-epoch so that the test can SIGKILL the process there."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 0:
+            print("paused in epoch 2", flush=True)
+            time.sleep({SUBPROCESS_TIMEOUT})  # Bounded: the process ends even if nobody kills it.
+
+
+callbacks = [PauseAfterFirstStepOfEpoch2()] if os.environ.get("{PAUSE_VARIABLE}") else []
+config = RunConfig.from_parameters(json.loads(sys.argv[1]))
+run_folder, metrics = run_experiment(config, extra_callbacks=callbacks)
+print("completed", run_folder.path, flush=True)
+'''
+
+
+@pytest.fixture
+def learnable_source(tmp_path, cifar_encoders) -> Path:
+    """An image-folder source whose classes a few epochs can learn (class written in colour)."""
+    generator = np.random.default_rng(5)
+    files = []
+    for split, per_class in (("train", 32), ("test", 10)):
+        for label, name in enumerate(CLASS_NAMES):
+            for index in range(per_class):
+                image = generator.integers(0, 20, (32, 32, 3))
+                image[..., 0] += label * 25
+                image[..., 1] += (9 - label) * 25
+                files.append((f"{split}/{name}/{index:03d}.png",
+                              cifar_encoders.image_bytes(image.astype(np.uint8), "png")))
+    return cifar_encoders.write_folder(tmp_path / "learnable", files)
+
+
+def _wait_for_line(process, log_path: Path, text: str, timeout: float) -> None:
+    """Wait until the process printed ``text``; fail with its output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log_path.read_text():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"exited with {process.returncode} before {text!r}:\n"
+                        f"{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"no {text!r} within {timeout} s:\n{log_path.read_text()[-3000:]}")
+
+
+def _start(parameters: dict, log_path: Path, pause: bool) -> subprocess.Popen:
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    environment.pop(PAUSE_VARIABLE, None)
+    if pause:
+        environment[PAUSE_VARIABLE] = "1"
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-c", TRAINING_SCRIPT, json.dumps(parameters)],
+                                stdout=log, stderr=subprocess.STDOUT, env=environment)
+
+
+def test_sigkilled_run_resumes_after_its_last_completed_epoch(learnable_source, tmp_path):
+    parameters = {"data_source": str(learnable_source), "epochs": EPOCHS, "seed": 3,
+                  "batch_size": 16, "learning_rate": 2e-3, "strategy": "default",
+                  "output_dir": str(tmp_path / "runs"), "run_name": "r"}
+    run_path = tmp_path / "runs" / "r"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    process = _start(parameters, first_log, pause=True)
+    try:
+        _wait_for_line(process, first_log, "paused in epoch 2", SUBPROCESS_TIMEOUT)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+    # Killed mid-epoch 2: epoch 1 is recorded and saved, and nothing claims completion.
+    assert [row["epoch"] for row in json.loads((run_path / "history.json").read_text())] == [1]
+    assert sorted(path.name for path in (run_path / "training_state").iterdir()) == \
+        ["epoch-0001.weights.h5"]
+    assert not (run_path / "metrics.json").exists()
+    assert not (run_path / "model.keras").exists()
+    assert json.loads((run_path / "run.json").read_text())["status"] == "running"
+
+    process = _start(parameters, second_log, pause=False)
+    try:
+        assert process.wait(timeout=SUBPROCESS_TIMEOUT) == 0, second_log.read_text()[-3000:]
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    output = second_log.read_text()
+    assert "resuming after epoch 1 from" in output
+    epoch_lines = [line for line in output.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" - ")[0] for line in epoch_lines] == \
+        [f"epoch {epoch}/{EPOCHS}" for epoch in range(2, EPOCHS + 1)]
+
+    history = json.loads((run_path / "history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
+    metrics = json.loads((run_path / "metrics.json").read_text())
+    assert metrics["epochs"] == EPOCHS and metrics["resumed_from_epoch"] == 1
+    assert metrics["test_examples"] == 100
+    run_record = json.loads((run_path / "run.json").read_text())
+    assert run_record["status"] == "complete" and run_record["resumed"] is True
+    assert not (run_path / "training_state").exists()
+    assert (run_path / "model.keras").is_file()
+
+    # Comparable with the same run never interrupted (its data order differs after epoch
+    # 1, since a restarted pipeline reshuffles from its first order, so not identical).
+    reference_config = RunConfig.from_parameters({**parameters, "run_name": "reference"},
+                                                 environ={})
+    _, reference = run_experiment(reference_config, print_epochs=False)
+    assert reference["epochs"] == EPOCHS and reference["resumed_from_epoch"] == 0
+    assert metrics["test_accuracy"] > 0.7 and reference["test_accuracy"] > 0.7
+    assert abs(metrics["test_accuracy"] - reference["test_accuracy"]) <= 0.2
+    assert abs(metrics["final_train_accuracy"] - reference["final_train_accuracy"]) <= 0.2
+    print(f"resumed: test accuracy {metrics['test_accuracy']:.4f}, final train accuracy "
+          f"{metrics['final_train_accuracy']:.4f}; uninterrupted: "
+          f"{reference['test_accuracy']:.4f}, {reference['final_train_accuracy']:.4f}")
