@@ -224,8 +224,7 @@ def fit_multi_worker(model, train_dataset, epochs: int, run_directory: Path, *,
     import keras
 
     from cifar_cnn import train
-    from cifar_cnn.checkpoints import (TrainingStateCheckpoint, latest_completed_epoch,
-                                       restore_training_state)
+    from cifar_cnn.checkpoints import latest_completed_epoch, restore_training_state
 
     strategy = model.distribute_strategy
     run_directory = Path(run_directory)
@@ -242,19 +241,11 @@ def fit_multi_worker(model, train_dataset, epochs: int, run_directory: Path, *,
             and (resume_directory / "history.json").is_file():
         # A non-chief worker's history starts from the chief's restored rows, as the chief's.
         shutil.copyfile(resume_directory / "history.json", history_path)
-    recorder = train.HistoryRecorder(history_path, completed_epochs=resumed_from)
-    callbacks = [recorder, TrainingStateCheckpoint(run_directory / "training_state"),
-                 *extra_callbacks]
-    if monitor_best and validation_dataset is not None:
-        best_so_far = max((row.get("val_accuracy", -float("inf")) for row in recorder.rows),
-                          default=None)
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            run_directory / "best.keras", monitor="val_accuracy", mode="max",
-            save_best_only=True, initial_value_threshold=best_so_far))
-    if print_epochs:
-        if resumed_from:
-            print(f"resuming after epoch {resumed_from} from {state_directory}", flush=True)
-        callbacks.append(train.EpochLine(epochs))
+    recorder, callbacks = train.run_callbacks(
+        run_directory, epochs, resumed_from, extra_callbacks=extra_callbacks,
+        monitor_best=monitor_best and validation_dataset is not None, print_epochs=print_epochs)
+    if print_epochs and resumed_from:
+        print(f"resuming after epoch {resumed_from} from {state_directory}", flush=True)
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     train_step, test_step = _distributed_steps(model, strategy)
     distributed_train = strategy.experimental_distribute_dataset(train_dataset)

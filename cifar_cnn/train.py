@@ -253,6 +253,39 @@ class TrainingResult:
         return [row[name] for row in self.history if name in row]
 
 
+def run_callbacks(run_directory: Path, epochs: int, resumed_from: int, *, extra_callbacks=(),
+                  monitor_best: bool = False, print_epochs: bool = True):
+    """The callbacks every training loop here uses, in the order they must run.
+
+    History first (so an epoch's row is on disk before its state), then the atomic training
+    state, the caller's callbacks, the best model by ``val_accuracy`` and the epoch line.
+
+    Args:
+        run_directory: Where ``history.json``, ``training_state/`` and ``best.keras`` go.
+        epochs: Total epochs of the run, for the epoch line.
+        resumed_from: Epochs restored from an interrupted run.
+        extra_callbacks: More Keras callbacks.
+        monitor_best: Keep ``best.keras`` by ``val_accuracy`` (needs validation data).
+        print_epochs: Print one line per epoch.
+
+    Returns:
+        ``(history_recorder, callbacks)``.
+    """
+    run_directory = Path(run_directory)
+    recorder = HistoryRecorder(run_directory / "history.json", completed_epochs=resumed_from)
+    callbacks = [recorder, TrainingStateCheckpoint(run_directory / "training_state"),
+                 *extra_callbacks]
+    if monitor_best:
+        best_so_far = max((row.get("val_accuracy", -math.inf) for row in recorder.rows),
+                          default=None)
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            run_directory / "best.keras", monitor="val_accuracy", mode="max",
+            save_best_only=True, initial_value_threshold=best_so_far))
+    if print_epochs:
+        callbacks.append(EpochLine(epochs))
+    return recorder, callbacks
+
+
 def fit(model: keras.Model, train_dataset, epochs: int, run_directory: Path, *,
         validation_dataset=None, monitor_best: bool = False, extra_callbacks=(),
         print_epochs: bool = True) -> TrainingResult:
@@ -282,18 +315,11 @@ def fit(model: keras.Model, train_dataset, epochs: int, run_directory: Path, *,
     run_directory.mkdir(parents=True, exist_ok=True)
     state_directory = run_directory / "training_state"
     resumed_from = restore_training_state(model, state_directory)
-    recorder = HistoryRecorder(run_directory / "history.json", completed_epochs=resumed_from)
-    callbacks = [recorder, TrainingStateCheckpoint(state_directory), *extra_callbacks]
-    if monitor_best and validation_dataset is not None:
-        best_so_far = max((row.get("val_accuracy", -math.inf) for row in recorder.rows),
-                          default=None)
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            run_directory / "best.keras", monitor="val_accuracy", mode="max",
-            save_best_only=True, initial_value_threshold=best_so_far))
-    if print_epochs:
-        if resumed_from:
-            print(f"resuming after epoch {resumed_from} from {state_directory}", flush=True)
-        callbacks.append(EpochLine(epochs))
+    recorder, callbacks = run_callbacks(
+        run_directory, epochs, resumed_from, extra_callbacks=extra_callbacks,
+        monitor_best=monitor_best and validation_dataset is not None, print_epochs=print_epochs)
+    if print_epochs and resumed_from:
+        print(f"resuming after epoch {resumed_from} from {state_directory}", flush=True)
     started = time.perf_counter()
     model.fit(train_dataset, epochs=epochs, initial_epoch=resumed_from,
               validation_data=validation_dataset, callbacks=callbacks, verbose=0,

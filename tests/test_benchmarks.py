@@ -48,3 +48,12 @@ def test_seed_pipeline_benchmark_compares_both_paths(image_folder_archive, tmp_p
     assert len(result["library_pipeline_epoch_seconds"][0]) == 2
     assert result["ratio_library_to_plain"] == \
         result["library_median_seconds"] / result["plain_median_seconds"]
+
+
+def test_data_loading_benchmark_times_first_and_cached_loads(image_folder_archive, tmp_path):
+    output = tmp_path / "loading.json"
+    _run("data_loading.py", "--repeats", "2", "--data-source", str(image_folder_archive),
+         "--output", str(output))
+    result = json.loads(output.read_text())
+    assert result["images"] == 300 and len(result["cached_load_seconds"]) == 2
+    assert result["first_load_seconds"] > 0 and result["cached_load_median_seconds"] > 0

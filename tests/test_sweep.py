@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_cnn import sweep
+from cifar_cnn import sweep, sweep_spec
 from cifar_cnn.config import RunConfig
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def _status(path: Path) -> dict:
 # --- parameter sets and names -------------------------------------------------------------------
 
 def test_grid_is_the_cartesian_product_then_the_explicit_runs():
-    sets = sweep.expand_parameter_sets(
+    sets = sweep_spec.expand_parameter_sets(
         {"epochs": 2, "batch_size": 16},
         {"learning_rate": [0.001, 0.003], "batch_size": [32, 64]},
         [{"learning_rate": 0.01}, {"seed": 7, "epochs": 3}])
@@ -98,23 +98,23 @@ def test_grid_is_the_cartesian_product_then_the_explicit_runs():
         {"epochs": 2, "batch_size": 16, "learning_rate": 0.01},
         {"epochs": 3, "batch_size": 16, "seed": 7},
     ]
-    assert sweep.expand_parameter_sets({"epochs": 1}, {}, []) == [{"epochs": 1}]
+    assert sweep_spec.expand_parameter_sets({"epochs": 1}, {}, []) == [{"epochs": 1}]
 
 
 def test_run_names_come_from_the_varying_parameters_and_are_deterministic():
-    sets = sweep.expand_parameter_sets(
+    sets = sweep_spec.expand_parameter_sets(
         {"epochs": 2, "data_source": "/data/cifar.tar.gz"},
         {"learning_rate": [0.001, 1e-05], "batch_size": [32, 64]}, [])
-    names = sweep.run_names(sets)
+    names = sweep_spec.run_names(sets)
     assert names == ["lr0.001-bs32", "lr0.001-bs64", "lr1e-05-bs32", "lr1e-05-bs64"]
-    assert sweep.run_names(sets) == names  # Same sets, same names.
-    assert sweep.run_names(sets, prefix="my sweep") == [f"my_sweep-{name}" for name in names]
+    assert sweep_spec.run_names(sets) == names  # Same sets, same names.
+    assert sweep_spec.run_names(sets, prefix="my sweep") == [f"my_sweep-{name}" for name in names]
     # One set: nothing varies, so all its parameters name it.
-    assert sweep.run_names([{"epochs": 1, "preprocessing": "standardize"}]) == \
+    assert sweep_spec.run_names([{"epochs": 1, "preprocessing": "standardize"}]) == \
         ["ep1-prep_standardize"]
-    assert sweep.run_names([{}]) == ["run"]
+    assert sweep_spec.run_names([{}]) == ["run"]
     # An explicit run_name in a runs entry is kept.
-    assert sweep.run_names([{"epochs": 1}, {"epochs": 2, "run_name": "mine"}]) == ["ep1", "mine"]
+    assert sweep_spec.run_names([{"epochs": 1}, {"epochs": 2, "run_name": "mine"}]) == ["ep1", "mine"]
 
 
 @pytest.mark.parametrize("values", [
@@ -126,21 +126,21 @@ def test_run_names_come_from_the_varying_parameters_and_are_deterministic():
 ])
 def test_run_names_are_filesystem_safe_and_distinct(values):
     sets = [{"data_source": value, "epochs": 1} for value in values]
-    names = sweep.run_names(sets, prefix="../../etc/")
+    names = sweep_spec.run_names(sets, prefix="../../etc/")
     assert len(set(names)) == len(names)
     for name in names:
         assert SAFE_NAME.match(name) and "/" not in name and name not in (".", ".."), name
-        assert len(name) <= sweep.MAX_RUN_NAME_LENGTH
-    assert names == sweep.run_names(sets, prefix="../../etc/")
+        assert len(name) <= sweep_spec.MAX_RUN_NAME_LENGTH
+    assert names == sweep_spec.run_names(sets, prefix="../../etc/")
 
 
 def test_colliding_names_get_a_hash_and_duplicate_sets_are_refused():
     sets = [{"data_source": "/a/cifar.tar.gz"}, {"data_source": "/b/cifar.tar.gz"}]
-    first, second = sweep.run_names(sets)
+    first, second = sweep_spec.run_names(sets)
     assert first.startswith("data_cifar.tar.gz-") and second.startswith("data_cifar.tar.gz-")
     assert first != second
     with pytest.raises(ValueError, match="share the run folder.*lr0.001"):
-        sweep.run_names([{"learning_rate": 0.001}, {"learning_rate": 1e-3}, {"seed": 1}])
+        sweep_spec.run_names([{"learning_rate": 0.001}, {"learning_rate": 1e-3}, {"seed": 1}])
 
 
 # --- values, files, command line ---------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_colliding_names_get_a_hash_and_duplicate_sets_are_refused():
     ("'32'", "32"),
 ])
 def test_command_line_values_are_yaml_scalars(text, value):
-    parsed = sweep.parse_value(text)
+    parsed = sweep_spec.parse_value(text)
     assert parsed == value and type(parsed) is type(value)
 
 
@@ -166,7 +166,7 @@ def test_command_line_builds_the_same_sweep_as_a_file(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text("name: s1\nbase: {epochs: 1}\ngrid:\n  learning_rate: [1e-3, 0.003]\n"
                     "  batch_size: [32]\nruns:\n  - {seed: 7}\n")
-    from_file = sweep.load_sweep_file(path)
+    from_file = sweep_spec.load_sweep_file(path)
     from_arguments = sweep.spec_from_arguments(_arguments(
         ["--name", "s1", "--set", "epochs=1", "--grid", "learning_rate=1e-3,0.003",
          "--grid", "batch_size=[32]", "--run", "seed=7"]))
@@ -200,7 +200,7 @@ def test_sweep_file_errors_name_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ValueError, match=message) as raised:
-        sweep.load_sweep_file(path)
+        sweep_spec.load_sweep_file(path)
     assert str(path) in str(raised.value)
 
 
@@ -239,7 +239,7 @@ def test_dry_run_prints_the_plan_and_executes_nothing(tmp_path, monkeypatch, cap
 
 
 def test_the_example_sweep_file_plans_five_valid_runs(tmp_path):
-    spec = sweep.load_sweep_file(REPOSITORY_ROOT / "examples" / "sweep_example.yaml")
+    spec = sweep_spec.load_sweep_file(REPOSITORY_ROOT / "examples" / "sweep_example.yaml")
     spec.output_dir = str(tmp_path)
     output_dir, runs = sweep.plan_sweep(spec)
     assert [run.run_name for run in runs] == [
@@ -359,7 +359,7 @@ def test_where_run_folders_go_is_not_a_parameter_that_varies(tmp_path):
         with pytest.raises(ValueError, match=message):
             sweep.run_sweep(spec, executor=_must_not_execute, stream=io.StringIO())
     # base's output_dir is the sweep's output_dir.
-    output_dir, runs = sweep.plan_sweep(sweep.SweepSpec(base={"output_dir": str(tmp_path)}))
+    output_dir, runs = sweep.plan_sweep(sweep_spec.SweepSpec(base={"output_dir": str(tmp_path)}))
     assert output_dir == tmp_path and runs[0].notebook_parameters()["output_dir"] == str(tmp_path)
 
 
