@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -50,7 +51,10 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
     run_folder = Path(config.output_dir).expanduser() / parameters["run_name"]
     run_folder.mkdir(parents=True, exist_ok=True)
     notebook = Path(notebook) if notebook else main_notebook_path()
+    # stdout_file copies the kernel's output (one line per epoch) to the terminal as it comes;
+    # papermill's log_output would send it to a logger that nothing prints by default.
+    streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if log_output else {}
     papermill.execute_notebook(
         str(notebook), str(run_folder / "notebook.ipynb"), parameters=parameters,
-        cwd=str(Path.cwd()), log_output=log_output, progress_bar=progress_bar)
+        cwd=str(Path.cwd()), progress_bar=progress_bar, **streams)
     return run_folder
