@@ -20,9 +20,7 @@ import pytest
 
 from cifar_cnn import distribute
 from cifar_cnn.config import RunConfig
-
-SUBPROCESS_TIMEOUT = 180
-PAUSE_VARIABLE = "CIFAR_CNN_TEST_PAUSE_IN_EPOCH_2"
+from training_scripts import PAUSE_VARIABLE, SCRIPT_PRELUDE, SUBPROCESS_TIMEOUT
 
 
 def _environment(**changes) -> dict:
@@ -244,38 +242,15 @@ def test_mirrored_over_two_cpu_devices_matches_one_device_and_resumes(tmp_path):
 
 # ---- MultiWorkerMirroredStrategy: two worker processes on loopback ----
 
-WORKER_SCRIPT = f'''
-import json, os, sys, time
-
-import keras
-import numpy as np
-
-from cifar_cnn.config import RunConfig
-from cifar_cnn.experiment import run_experiment
-
-
-class PauseAfterFirstStepOfEpoch2(keras.callbacks.Callback):
-    """Hold still mid-epoch so that the test can SIGKILL the workers there."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 1 and batch == 0:
-            print("paused in epoch 2", flush=True)
-            time.sleep({SUBPROCESS_TIMEOUT})  # Bounded: the process ends even if nobody kills it.
-
+WORKER_SCRIPT = SCRIPT_PRELUDE + '''
 
 class SaveFinalWeights(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         np.savez(sys.argv[2], *self.model.get_weights())
 
 
-callbacks = [SaveFinalWeights()]
-if os.environ.get("{PAUSE_VARIABLE}"):
-    callbacks.append(PauseAfterFirstStepOfEpoch2())
 run_folder, metrics = run_experiment(RunConfig.from_parameters(json.loads(sys.argv[1])),
-                                     extra_callbacks=callbacks)
+                                     extra_callbacks=[SaveFinalWeights(), *pause])
 print("completed", run_folder.path, metrics["test_accuracy"], flush=True)
 '''
 

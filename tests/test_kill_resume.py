@@ -22,34 +22,12 @@ import pytest
 from cifar_cnn.config import RunConfig
 from cifar_cnn.data import CLASS_NAMES
 from cifar_cnn.experiment import run_experiment
+from training_scripts import PAUSE_VARIABLE, SCRIPT_PRELUDE, SUBPROCESS_TIMEOUT
 
 EPOCHS = 6
-SUBPROCESS_TIMEOUT = 180
-PAUSE_VARIABLE = "CIFAR_CNN_TEST_PAUSE_IN_EPOCH_2"
-TRAINING_SCRIPT = f'''
-import json, os, sys, time
-
-import keras
-
-from cifar_cnn.config import RunConfig
-from cifar_cnn.experiment import run_experiment
-
-
-class PauseAfterFirstStepOfEpoch2(keras.callbacks.Callback):
-    """Hold still mid-epoch so that the test can SIGKILL the process there."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 1 and batch == 0:
-            print("paused in epoch 2", flush=True)
-            time.sleep({SUBPROCESS_TIMEOUT})  # Bounded: the process ends even if nobody kills it.
-
-
-callbacks = [PauseAfterFirstStepOfEpoch2()] if os.environ.get("{PAUSE_VARIABLE}") else []
+TRAINING_SCRIPT = SCRIPT_PRELUDE + '''
 config = RunConfig.from_parameters(json.loads(sys.argv[1]))
-run_folder, metrics = run_experiment(config, extra_callbacks=callbacks)
+run_folder, metrics = run_experiment(config, extra_callbacks=pause)
 print("completed", run_folder.path, flush=True)
 '''
 
