@@ -99,16 +99,21 @@ def test_notebook_parameters_match_the_config_fields_one_to_one():
         assert eval(parameter["default"]) == defaults[name].default, name  # noqa: S307
 
 
-def test_notebook_is_committed_clean_with_kernelspec_and_colab_gpu():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("path", sorted((REPOSITORY_ROOT / "notebooks").glob("*.ipynb")),
+                         ids=lambda path: path.name)
+def test_every_notebook_is_committed_clean_with_kernelspec_and_one_parameters_cell(path):
+    notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
     assert notebook.metadata.kernelspec.name == "python3"
-    assert notebook.metadata.accelerator == "GPU"
     tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
+
+
+def test_main_notebook_asks_colab_for_a_gpu():
+    assert nbformat.read(NOTEBOOK, as_version=4).metadata.accelerator == "GPU"
 
 
 def _colab_links(text):
