@@ -1,10 +1,14 @@
 """Recipe benchmark: per-epoch time and test accuracy, time to accuracy targets, throughput.
 
 Each recipe trains in its own process (so peak memory is its own) on the shared CIFAR-10
-copy with its default parameters. After every epoch the whole test set is evaluated, with
-the recipe's test-time augmentation when it has one (and without, recorded beside it);
-evaluation time is not counted as training time. Training seconds are the wall-clock
-seconds of the training epochs, first-epoch graph tracing included.
+copy with its default parameters, through ``cifar_cnn.experiment.run_experiment``: the very
+chain the notebook and ``cifar-cnn train`` run (run folder, strategy scope, figures, final
+evaluation), so a benchmark number is a number the notebook would get. After every epoch a
+Keras callback evaluates the whole test set with ``cifar_cnn.evaluate.predict_probabilities``,
+with the recipe's flip test-time augmentation when it has one (and without, recorded beside
+it). That callback, like the run's own per-epoch monitoring pass, runs outside training
+time: training seconds are the run history's ``train_seconds``, the wall-clock seconds of
+the training epochs alone, first-epoch graph tracing included.
 
 Usage:
     python benchmarks/recipes.py [--recipes seed seed_regularized airbench_small airbench:4]
@@ -28,10 +32,25 @@ from common import DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, peak_me
 
 THRESHOLDS = ("0.68", "0.70", "0.80", "0.90", "0.94")
 DEFAULT_RECIPES = ("seed", "seed_regularized", "airbench_small", "airbench")
+# Written into every record, so a reader of the JSON knows what the per-epoch numbers are.
+PER_EPOCH_EVALUATION = {
+    "method": "Keras callback after every epoch: cifar_cnn.evaluate.predict_probabilities on "
+              "the test set; test_accuracy with flip_augmentation=True when the recipe uses "
+              "flip test-time augmentation, test_accuracy_no_tta without",
+    "counted_in_train_seconds": False,
+}
 
 
 def pipeline_images_per_second(dataset, limit_images: int = 20_000) -> float:
-    """How fast the input pipeline alone delivers training batches (augmentation included)."""
+    """How fast the input pipeline alone delivers training batches (augmentation included).
+
+    Args:
+        dataset: A ``tf.data.Dataset`` of ``(images, labels)`` batches.
+        limit_images: Stop after about this many images.
+
+    Returns:
+        Images per second.
+    """
     started, images = time.perf_counter(), 0
     for batch_images, _ in dataset:
         images += int(batch_images.shape[0])
@@ -40,48 +59,95 @@ def pipeline_images_per_second(dataset, limit_images: int = 20_000) -> float:
     return images / (time.perf_counter() - started)
 
 
-def benchmark_one(recipe: str, epochs: int | None, data_source: str) -> dict:
-    """Train one recipe with per-epoch test evaluation; return its benchmark record."""
+def per_epoch_test_evaluation(images, labels, flip_tta: bool, label: str):
+    """A Keras callback that scores the test set after every epoch, as the run's evaluation does.
+
+    It calls the library's ``predict_probabilities`` (the function behind the run's final
+    evaluation), so the per-epoch curve and the final ``test_accuracy`` are computed alike.
+    It runs after the run's history recorder in the callback list, so its time is not
+    part of the epoch's recorded ``train_seconds``.
+
+    Args:
+        images: Test images (N, 32, 32, 3), 0-255.
+        labels: Test labels (N,).
+        flip_tta: Also score with flip test-time augmentation (the recipe's headline number).
+        label: Printed before each epoch's line.
+
+    Returns:
+        ``(callback, rows)``: the callback, and the list it appends one dict per epoch to
+        (``epoch``, ``test_accuracy``, ``test_accuracy_no_tta``, ``evaluation_seconds``).
+    """
     import keras
     import numpy as np
 
-    from cifar_cnn import evaluate, experiment, train
+    from cifar_cnn.evaluate import predict_probabilities
+
+    labels = np.asarray(labels)
+    rows = []
+
+    def accuracy(probabilities) -> float:
+        return float((probabilities.argmax(axis=1) == labels).mean())
+
+    class TestEvaluation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            started = time.perf_counter()
+            row = {"epoch": epoch + 1,
+                   "test_accuracy_no_tta": accuracy(predict_probabilities(self.model, images))}
+            row["test_accuracy"] = accuracy(predict_probabilities(
+                self.model, images, flip_augmentation=True)) if flip_tta \
+                else row["test_accuracy_no_tta"]
+            row["evaluation_seconds"] = time.perf_counter() - started
+            rows.append(row)
+            print(f"  {label} epoch {epoch + 1}: test accuracy {row['test_accuracy']:.4f}",
+                  flush=True)
+
+    return TestEvaluation(), rows
+
+
+def benchmark_one(recipe: str, epochs: int | None, data_source: str,
+                  print_epochs: bool = True) -> dict:
+    """Run one recipe through ``experiment.run_experiment`` and build its benchmark record.
+
+    Args:
+        recipe: A ``cifar_cnn.recipes.RECIPES`` key.
+        epochs: Epochs to train, or None for the recipe's default.
+        data_source: The CIFAR-10 source.
+        print_epochs: Print the run's one line per epoch.
+
+    Returns:
+        A JSON-ready dictionary: settings, training seconds, final and best test accuracy,
+        seconds to each of ``THRESHOLDS``, throughputs, peak memory and ``per_epoch`` rows.
+    """
+    import numpy as np
+
+    from cifar_cnn import experiment, runs
     from cifar_cnn.config import RunConfig
 
     with tempfile.TemporaryDirectory() as output_dir:
         config = RunConfig.from_parameters({"recipe": recipe, "epochs": epochs,
                                             "data_source": data_source,
                                             "output_dir": output_dir, "run_name": recipe})
+        # The callback needs the run's test arrays: the same config prepares the same
+        # subset, and the data cache makes run_experiment's own load cheap. Only the test
+        # split is kept, so the peak memory stays the run's.
+        test_images, test_labels = experiment.prepare_data(config).test
+        callback, per_epoch = per_epoch_test_evaluation(test_images, test_labels, config.tta,
+                                                         recipe)
+        started = time.perf_counter()
+        run, metrics = experiment.run_experiment(config, print_epochs=print_epochs,
+                                                 extra_callbacks=[callback])
+        wall_seconds = time.perf_counter() - started
+        history = runs.read_run(run.path).history
+        # Read before the pipeline measurement below, which is no part of the run.
+        peak_memory = peak_memory_mib()
+        # Measured after the run, not before: nothing may run on TensorFlow before the
+        # run creates its strategy (build_model's rule).
         prepared = experiment.prepare_data(config)
-        x_test, y_test = prepared.test
         train_dataset, _ = experiment.make_datasets(config, prepared)
         pipeline_speed = pipeline_images_per_second(train_dataset)
-        model = experiment.build_model(config, prepared)
-        per_epoch = []
 
-        class TestEvaluation(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                started = time.perf_counter()
-                plain = evaluate.predict_probabilities(self.model, x_test)
-                row = {"epoch": epoch + 1,
-                       "test_accuracy_no_tta": float((plain.argmax(1) == y_test).mean())}
-                if config.tta:
-                    mirrored = evaluate.predict_probabilities(self.model, x_test[:, :, ::-1])
-                    row["test_accuracy"] = float(((plain + mirrored).argmax(1) == y_test).mean())
-                else:
-                    row["test_accuracy"] = row["test_accuracy_no_tta"]
-                row["evaluation_seconds"] = time.perf_counter() - started
-                per_epoch.append(row)
-                print(f"  {recipe} epoch {epoch + 1}: test accuracy {row['test_accuracy']:.4f}",
-                      flush=True)
-
-        started = time.perf_counter()
-        training = train.fit(model, train_dataset, config.epochs, Path(output_dir) / recipe,
-                             extra_callbacks=[TestEvaluation()])
-        wall_seconds = time.perf_counter() - started
-
-    cumulative = np.cumsum(training.series("train_seconds"))
-    for row, seconds, history_row in zip(per_epoch, cumulative, training.history):
+    cumulative = np.cumsum([row["train_seconds"] for row in history])
+    for row, seconds, history_row in zip(per_epoch, cumulative, history):
         row["train_seconds"] = float(seconds)
         row["train_accuracy"] = history_row["accuracy"]
     seconds_to = {}
@@ -94,18 +160,25 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str) -> dict:
         "recipe": recipe,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
-        "precision_policy": keras.mixed_precision.global_policy().name,
-        "test_time_augmentation": "flip" if config.tta else None,
+        "precision_policy": metrics["precision_policy"],
+        "strategy": metrics["strategy"],
+        "test_time_augmentation": metrics["test_time_augmentation"],
+        # Per-epoch history's train_seconds: the run's monitoring pass and the evaluation
+        # callback are left out.
         "train_seconds": train_seconds,
+        # The whole run_experiment call: run folder, figures, per-epoch evaluations, final
+        # evaluation and model saving included.
         "wall_seconds_including_evaluation": wall_seconds,
-        "final_test_accuracy": per_epoch[-1]["test_accuracy"],
+        # The run's own final evaluation (metrics.json), the same function as the callback's.
+        "final_test_accuracy": metrics["test_accuracy"],
         "final_test_accuracy_no_tta": per_epoch[-1]["test_accuracy_no_tta"],
         "best_test_accuracy": max(row["test_accuracy"] for row in per_epoch),
         "final_train_accuracy": per_epoch[-1]["train_accuracy"],
         "seconds_to": seconds_to,
-        "train_images_per_second": len(prepared.train[1]) * config.epochs / train_seconds,
+        "train_images_per_second": metrics["train_examples"] * len(history) / train_seconds,
         "pipeline_images_per_second": pipeline_speed,
-        "peak_memory_mib": peak_memory_mib(),
+        "peak_memory_mib": peak_memory,
+        "per_epoch_evaluation": PER_EPOCH_EVALUATION,
         "per_epoch": per_epoch,
     }
 

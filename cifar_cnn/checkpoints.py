@@ -9,11 +9,12 @@ renamed into place, so every ``epoch-NNNN.weights.h5`` that exists is complete.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import keras
+
+from cifar_cnn.files import atomic_output
 
 _STATE_PATTERN = re.compile(r"^epoch-(\d{4,})\.weights\.h5$")
 
@@ -78,24 +79,8 @@ class TrainingStateCheckpoint(keras.callbacks.Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         completed = epoch + 1
         final_path = self.directory / f"epoch-{completed:04d}.weights.h5"
-        temporary_path = self.directory / f"partial-{completed:04d}.weights.h5"
-        self.model.save_weights(temporary_path, overwrite=True)
-        with open(temporary_path, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.replace(temporary_path, final_path)
+        with atomic_output(final_path, suffix=".weights.h5") as temporary_path:
+            self.model.save_weights(temporary_path, overwrite=True)
         for old_epoch, old_path in _state_files(self.directory):
             if old_epoch < completed:
                 old_path.unlink(missing_ok=True)
-
-
-def clear_training_state(directory: Path) -> None:
-    """Delete the training-state folder once a run has completed.
-
-    Args:
-        directory: The run's training-state folder.
-    """
-    directory = Path(directory)
-    if directory.is_dir():
-        for path in directory.iterdir():
-            path.unlink()
-        directory.rmdir()

@@ -1,7 +1,12 @@
 """The run configuration: one frozen dataclass whose fields are exactly the notebook's parameters.
 
-Build it with :meth:`RunConfig.from_parameters`, which rejects unknown names and bad values
-with a ``ValueError`` that names the valid choices, before any data is loaded.
+Build it with :meth:`RunConfig.from_parameters` (or, in a notebook, :func:`notebook_parameters`),
+which rejects unknown names and bad values with a ``ValueError`` that names the valid choices,
+before any data is loaded.
+
+This module is a leaf: it owns the valid names of every choice a run makes, and imports
+nothing from the package but the recipe registry (plain data). The modules that act on a
+choice (``data.pipeline``, ``precision``, ``distribute``) import the names from here.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from cifar_cnn.data.pipeline import PREPROCESSING_MODES
-from cifar_cnn.distribute import STRATEGY_CHOICES
-from cifar_cnn.precision import PRECISION_CHOICES
-from cifar_cnn.recipes import RECIPES, get_recipe
+from cifar_cnn.recipes import RECIPES, Recipe, get_recipe
 
+# The valid values of the choices a run makes; one home, imported by the modules that act.
+PREPROCESSING_MODES = ("scale", "standardize")
+PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGY_CHOICES = ("auto", "default", "mirrored", "multiworker", "tpu")
+
+MAX_RUN_NAME_LENGTH = 100  # Far below any file system's limit, with room for suffixes.
 QUICK_ENVIRONMENT_VARIABLE = "CIFAR_CNN_QUICK"
 # What quick mode (CI, nbval) shrinks a run to: a stratified subset and one epoch.
 QUICK_OVERRIDES = {"epochs": 1, "max_train_examples": 512, "max_test_examples": 256}
@@ -48,7 +56,8 @@ class RunConfig:
             batch_size stays the global batch and learning_rate is not rescaled.
         max_train_examples: Train on a stratified subset of this size (None: all).
         max_test_examples: Evaluate on a stratified subset of this size (None: all).
-        output_dir: Folder that receives one run folder per run.
+        output_dir: Folder that receives one run folder per run; None: the project's
+            ``runs/`` folder (``cifar_cnn.runs.runs_folder``), whatever the working folder.
         run_name: The run folder's name; None makes one from the time and the recipe.
         overwrite: Replace an existing completed run folder of the same name.
     """
@@ -68,7 +77,7 @@ class RunConfig:
     strategy: str = "auto"
     max_train_examples: int | None = None
     max_test_examples: int | None = None
-    output_dir: str = "runs"
+    output_dir: str | None = None
     run_name: str | None = None
     overwrite: bool = False
 
@@ -114,14 +123,16 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ValueError(f"{name} must be a non-empty string or None, got {value!r}.")
-        if self.run_name is not None and (os.sep in self.run_name or self.run_name in (".", "..")):
-            raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}.")
-        if self.tensorboard:
-            from cifar_cnn.tensorboard_logging import require_tensorboard
-
-            require_tensorboard()  # Fail now, not after the first epoch.
-        if not isinstance(self.output_dir, str) or not self.output_dir.strip():
-            raise ValueError(f"output_dir must be a non-empty path, got {self.output_dir!r}.")
+        if self.run_name is not None and (os.sep in self.run_name or "/" in self.run_name
+                                          or self.run_name.startswith(".")
+                                          or len(self.run_name) > MAX_RUN_NAME_LENGTH):
+            raise ValueError("run_name must be a plain folder name (no '/', not starting with "
+                             f"'.', at most {MAX_RUN_NAME_LENGTH} characters), got "
+                             f"{self.run_name!r}.")
+        if self.output_dir is not None and (not isinstance(self.output_dir, str)
+                                            or not self.output_dir.strip()):
+            raise ValueError("output_dir must be a non-empty path or None (the project's runs "
+                             f"folder), got {self.output_dir!r}.")
 
     @classmethod
     def parameter_names(cls) -> tuple[str, ...]:
@@ -157,33 +168,78 @@ class RunConfig:
         """Return the fields as a plain JSON-ready dictionary."""
         return dataclasses.asdict(self)
 
+    def training_recipe(self) -> Recipe:
+        """The recipe this run trains with: the named recipe with the run's overrides applied.
 
-# Names an IPython namespace holds that are not parameters.
-_INTERACTIVE_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+        Training reads only this, so the recipe's own defaults cannot disagree with the run.
+
+        Returns:
+            A :class:`~cifar_cnn.recipes.Recipe` whose epochs, batch size, learning rate,
+            preprocessing, precision and test-time augmentation are the run's.
+        """
+        return dataclasses.replace(
+            get_recipe(self.recipe), epochs=self.epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, preprocessing=self.preprocessing,
+            precision=self.mixed_precision, flip_test_time_augmentation=self.tta)
+
+    def describe(self) -> str:
+        """The parameters as aligned ``name  value`` lines, for people to read.
+
+        Returns:
+            One line per parameter, recipe defaults already filled in.
+        """
+        width = max(len(name) for name in self.parameter_names())
+        return "\n".join(f"{name.ljust(width)}  {getattr(self, name)!r}"
+                         for name in self.parameter_names())
+
+
+# papermill's injected-parameters cell starts with this comment line.
+_PAPERMILL_HEADER = "# Parameters"
+
+
+def _papermill_injected_names(cell_sources) -> set[str]:
+    """The names assigned in papermill's injected-parameters cells, among executed cells."""
+    import ast
+
+    names: set[str] = set()
+    for source in cell_sources or ():
+        if not isinstance(source, str) or not source.startswith(_PAPERMILL_HEADER):
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign):
+                names.update(target.id for target in node.targets
+                             if isinstance(target, ast.Name))
+    return names
 
 
 def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Collect the parameters a notebook defined, papermill's injected ones included.
+    """Collect a notebook's parameters from its namespace, by their names.
 
-    Everything in the namespace that is not private (``_name``), a module, a function or a
-    class, nor one of IPython's own names, counts as a parameter. Unknown names are thus
-    passed on to :meth:`RunConfig.from_parameters`, which rejects them: a mistyped
-    ``papermill -p epoch 5`` fails loudly instead of silently training 20 epochs.
+    Exactly the ``RunConfig`` field names are read, so the notebook's own variables
+    (``config``, ``model``, ...) never count: editing a parameter and running the config
+    cell again works, and so does a second "Run All" in the same kernel. A name that
+    papermill injected but that is no parameter (``papermill -p epoch 5``) is still an
+    error: the kernel's input history (``In``) holds papermill's injected cell.
 
     Args:
         namespace: The notebook's ``globals()``.
 
     Returns:
-        Parameter names and values.
-    """
-    import types
+        Parameter names and values, for :meth:`RunConfig.from_parameters`.
 
-    return {
-        name: value for name, value in namespace.items()
-        if not name.startswith("_") and name not in _INTERACTIVE_NAMES
-        and not isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
-                                   type))
-    }
+    Raises:
+        ValueError: papermill injected an unknown name.
+    """
+    names = RunConfig.parameter_names()
+    unknown = sorted(_papermill_injected_names(namespace.get("In")) - set(names))
+    if unknown:
+        raise ValueError(f"Unknown parameter(s) {', '.join(unknown)}; valid parameters: "
+                         f"{', '.join(names)}.")
+    return {name: namespace[name] for name in names if name in namespace}
 
 
 def _require_int(config: RunConfig, name: str, minimum: int, optional: bool = False) -> None:
@@ -195,5 +251,6 @@ def _require_int(config: RunConfig, name: str, minimum: int, optional: bool = Fa
                          f"{' or None' if optional else ''}, got {value!r}.")
 
 
-__all__ = ["QUICK_ENVIRONMENT_VARIABLE", "QUICK_OVERRIDES", "RECIPES", "RunConfig",
-           "notebook_parameters"]
+__all__ = ["MAX_RUN_NAME_LENGTH", "PRECISION_CHOICES", "PREPROCESSING_MODES",
+           "QUICK_ENVIRONMENT_VARIABLE", "QUICK_OVERRIDES", "RECIPES", "RunConfig",
+           "STRATEGY_CHOICES", "notebook_parameters"]

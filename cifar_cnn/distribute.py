@@ -41,7 +41,8 @@ import shutil
 import time
 from pathlib import Path
 
-STRATEGY_CHOICES = ("auto", "default", "mirrored", "multiworker", "tpu")
+from cifar_cnn.config import STRATEGY_CHOICES
+
 TF_CONFIG_VARIABLE = "TF_CONFIG"
 # Environment variables that name a remote TPU (a Colab "TPU node", a Cloud TPU by name).
 _TPU_ADDRESS_VARIABLES = ("COLAB_TPU_ADDR", "TPU_NAME")
@@ -223,24 +224,24 @@ def fit_multi_worker(model, train_dataset, epochs: int, run_directory: Path, *,
     """
     import keras
 
-    from cifar_cnn import train
+    from cifar_cnn import runs, train
     from cifar_cnn.checkpoints import latest_completed_epoch, restore_training_state
 
     strategy = model.distribute_strategy
     run_directory = Path(run_directory)
     run_directory.mkdir(parents=True, exist_ok=True)
     resume_directory = Path(resume_directory or run_directory)
-    state_directory = resume_directory / "training_state"
+    state_directory = resume_directory / runs.TRAINING_STATE_FOLDER
     # Agree before restoring: building optimizer slots for a restore runs collectives,
     # which must happen on every worker or on none.
     _require_same_epoch_on_every_worker(strategy, latest_completed_epoch(state_directory))
     with strategy.scope():  # Optimizer slots built for the restore must be distributed too.
         resumed_from = restore_training_state(model, state_directory)
-    history_path = run_directory / "history.json"
+    history_path = run_directory / runs.HISTORY_FILE
     if resumed_from and resume_directory != run_directory \
-            and (resume_directory / "history.json").is_file():
+            and (resume_directory / runs.HISTORY_FILE).is_file():
         # A non-chief worker's history starts from the chief's restored rows, as the chief's.
-        shutil.copyfile(resume_directory / "history.json", history_path)
+        shutil.copyfile(resume_directory / runs.HISTORY_FILE, history_path)
     recorder, callbacks = train.run_callbacks(
         run_directory, epochs, resumed_from, extra_callbacks=extra_callbacks,
         monitor_best=monitor_best and validation_dataset is not None, print_epochs=print_epochs)

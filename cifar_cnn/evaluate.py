@@ -1,15 +1,34 @@
-"""Accuracy, per-class accuracy, confusion matrix and predictions of a trained model."""
+"""Accuracy, per-class accuracy, confusion matrix and predictions of a trained model.
+
+From arrays (:func:`evaluate_model`, :func:`evaluate_probabilities`) or, for a model saved
+on disk, the whole ``cifar-cnn evaluate`` workflow (:func:`evaluate_saved_model`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+# What evaluate_saved_model writes: the figure (its format follows its suffix, so only
+# suffixes matplotlib writes are accepted) and, in the same folder, the results.
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+CONFUSION_MATRIX_FIGURE = "confusion_matrix.png"
+EVALUATION_FILE = "evaluation.json"
 
-def predict_probabilities(model, images: np.ndarray, batch_size: int = 500,
-                          flip_augmentation: bool = False) -> np.ndarray:
+
+def predict_probabilities(model, images: np.ndarray, *, batch_size: int = 500,
+                          flip_augmentation: bool = False, chunk_size: int = 2000,
+                          progress_label: str | None = None) -> np.ndarray:
     """Class probabilities for raw uint8 (or 0-255 float) images.
+
+    The one place a model's probabilities are computed: training's final evaluation, the
+    ``evaluate`` and ``predict`` commands and the benchmarks all call this, so they agree.
+    The images go through the model in chunks of whole batches (batching is the same as in
+    one call), which lets a counter show progress on long jobs.
 
     Args:
         model: A model whose first layer preprocesses raw pixels (every model here does).
@@ -17,16 +36,37 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 500,
         batch_size: Images per forward pass.
         flip_augmentation: Test-time augmentation: average the probabilities of each image
             and its horizontal mirror.
+        chunk_size: Images between two progress updates (rounded up to whole batches).
+        progress_label: Label of a "label: done/total" counter on a terminal's standard
+            error, or None (the default) for no counter.
 
     Returns:
         float32 array (N, classes), each row summing to 1.
     """
-    pixels = images.astype(np.float32)
-    probabilities = model.predict(pixels, batch_size=batch_size, verbose=0)
-    if flip_augmentation:
-        mirrored = model.predict(pixels[:, :, ::-1, :], batch_size=batch_size, verbose=0)
-        probabilities = (probabilities + mirrored) / 2.0
-    return np.asarray(probabilities, dtype=np.float32)
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size and chunk_size must be 1 or more, got {batch_size} and "
+                         f"{chunk_size}.")
+    # Whole batches per chunk, so the batches are those of one call over all the images.
+    chunk_size = -(-chunk_size // batch_size) * batch_size
+    counter = None
+    if progress_label:
+        from cifar_cnn.predict import ProgressCounter
+
+        # A single chunk is over in a moment: the counter shows only for longer work.
+        counter = ProgressCounter(progress_label, len(images), minimum_total=chunk_size + 1)
+    parts = []
+    for start in range(0, len(images), chunk_size):
+        pixels = images[start:start + chunk_size].astype(np.float32)
+        probabilities = model.predict(pixels, batch_size=batch_size, verbose=0)
+        if flip_augmentation:
+            mirrored = model.predict(pixels[:, :, ::-1, :], batch_size=batch_size, verbose=0)
+            probabilities = (probabilities + mirrored) / 2.0
+        parts.append(np.asarray(probabilities, dtype=np.float32))
+        if counter:
+            counter.update(min(start + chunk_size, len(images)))
+    if not parts:
+        return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
+    return np.concatenate(parts)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -108,7 +148,7 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> Eva
     )
 
 
-def evaluate_model(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 500,
+def evaluate_model(model, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 500,
                    flip_augmentation: bool = False) -> Evaluation:
     """Predict and score in one call.
 
@@ -122,7 +162,8 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, batch_size: in
     Returns:
         An :class:`Evaluation`.
     """
-    probabilities = predict_probabilities(model, images, batch_size, flip_augmentation)
+    probabilities = predict_probabilities(model, images, batch_size=batch_size,
+                                          flip_augmentation=flip_augmentation)
     return evaluate_probabilities(probabilities, labels)
 
 
@@ -140,3 +181,168 @@ def misclassified_indices(evaluation: Evaluation, limit: int | None = None) -> n
     confidence = evaluation.probabilities[wrong, evaluation.predictions[wrong]]
     ordered = wrong[np.argsort(-confidence, kind="stable")]
     return ordered if limit is None else ordered[:limit]
+
+
+@dataclass
+class EvaluationReport:
+    """What :func:`evaluate_saved_model` did and found.
+
+    Attributes:
+        evaluation: The scores.
+        class_names: Name of each label, in label order.
+        model_path: The model file evaluated.
+        run_folder: The run folder holding it, or None for a bare model file.
+        data_source: Where the test split was read (the source's description).
+        test_examples: Images evaluated.
+        split_size: Images in the whole test split (more than ``test_examples`` when a
+            subset was drawn).
+        subset_seed: The seed of the stratified subset (the run's, else the default).
+        flip_tta: Whether each prediction was averaged with its mirror image's.
+        seconds: Time spent loading the data, predicting and scoring.
+        figure_path: The confusion-matrix figure written.
+        results_path: The ``evaluation.json`` written beside it.
+        notes: Things the user should know about the model (see ``LoadedModel.notes``).
+    """
+
+    evaluation: Evaluation
+    class_names: tuple[str, ...]
+    model_path: Path
+    run_folder: Path | None
+    data_source: str
+    test_examples: int
+    split_size: int
+    subset_seed: int
+    flip_tta: bool
+    seconds: float
+    figure_path: Path
+    results_path: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_subset(self) -> bool:
+        """True when only a stratified subset of the test split was evaluated."""
+        return self.test_examples < self.split_size
+
+
+def evaluation_figure_path(model_path: str | Path, output: str | Path | None = None) -> Path:
+    """Where the confusion-matrix figure goes: ``output``, else a folder beside the model.
+
+    ``model.keras`` gets ``evaluation/``; another file such as ``best.keras`` gets
+    ``evaluation-best/``, so evaluating two models of a run folder keeps both results.
+
+    Args:
+        model_path: The model file.
+        output: The requested figure path, if any.
+
+    Returns:
+        The figure's path (``evaluation.json`` goes in the same folder).
+
+    Raises:
+        ValueError: The path does not end in one of ``FIGURE_SUFFIXES``.
+    """
+    from cifar_cnn.runs import EVALUATION_FOLDER, MODEL_FILE
+
+    if output:
+        figure_path = Path(output).expanduser()
+    else:
+        model_path = Path(model_path)
+        folder = EVALUATION_FOLDER if model_path.stem == Path(MODEL_FILE).stem \
+            else f"{EVALUATION_FOLDER}-{model_path.stem}"
+        figure_path = model_path.parent / folder / CONFUSION_MATRIX_FIGURE
+    if figure_path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"output {figure_path} must end in one of {', '.join(FIGURE_SUFFIXES)}: "
+                         "the figure's format follows its suffix.")
+    return figure_path
+
+
+def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | None = None,
+                         max_test_examples: int | None = None, flip_tta: bool | None = None,
+                         output: str | Path | None = None,
+                         progress: Callable[[str], None] | None = None) -> EvaluationReport:
+    """Score a saved model on a test split; write a confusion matrix and ``evaluation.json``.
+
+    A run folder knows its data, the seed of its test subset and whether it used flip
+    test-time augmentation: each is reused unless given, so evaluating a run with its own
+    ``max_test_examples`` reproduces its ``metrics.json`` exactly.
+
+    Args:
+        model_or_run_folder: A ``.keras`` file, or a run folder holding ``model.keras``.
+        data_source: The CIFAR-10 source (default: the run's recorded source, else
+            ``$CIFAR10_SOURCE``, else the Keras download).
+        max_test_examples: Evaluate a stratified subset of this many test images, drawn
+            with the run's seed (default: the whole test split).
+        flip_tta: Average each prediction with its mirror image's (default: as the run
+            did; off for a bare model file).
+        output: The confusion-matrix figure's path (default: see
+            :func:`evaluation_figure_path`); ``evaluation.json`` goes in its folder.
+        progress: Called with a line before each slow step (loading the model, the data).
+
+    Returns:
+        An :class:`EvaluationReport`.
+
+    Raises:
+        ValueError: A bad ``output`` suffix, or a model that cannot be loaded or used
+            (``ModelLoadError``).
+        DataSourceError: The data source cannot be read.
+    """
+    from cifar_cnn import data as data_module
+    from cifar_cnn.config import RunConfig
+    from cifar_cnn.files import atomic_output
+    from cifar_cnn.plots import confusion_matrix_figure
+    from cifar_cnn.predict import load_model, resolve_model_path
+    from cifar_cnn.runs import CONFIG_FILE, utc_now, write_json
+
+    say = progress or (lambda message: None)
+    model_path = resolve_model_path(model_or_run_folder)
+    # Checked before the slow work, so a typo costs nothing.
+    figure_path = evaluation_figure_path(model_path, output)
+    say(f"model: {model_path}")
+    loaded = load_model(model_path, num_classes=len(data_module.CLASS_NAMES))
+    run_config = loaded.run_config or {}
+    source = data_source or run_config.get("data_source")
+    seed = run_config.get("seed", RunConfig.seed)
+    flip_tta = bool(run_config.get("tta", False)) if flip_tta is None else flip_tta
+    try:
+        resolved = data_module.resolve_source(source)
+    except data_module.DataSourceError as error:
+        if data_source or not run_config.get("data_source"):
+            raise
+        # A relative path recorded at training time may not hold from here: say where it
+        # came from and how to override it.
+        raise data_module.DataSourceError(
+            f"{error} (This is the data_source recorded in {loaded.run_folder}/{CONFIG_FILE}; "
+            "give another data_source (--data-source) to evaluate on another copy.)") \
+            from error
+    say(f"loading the test split of {resolved.description} ...")
+    started = time.perf_counter()
+    _, (images, labels) = data_module.load_cifar10(source)
+    split_size = len(labels)
+    images, labels = data_module.subsample(images, labels, max_test_examples, seed)
+    probabilities = predict_probabilities(loaded.model, images, flip_augmentation=flip_tta,
+                                          progress_label="predicting")
+    evaluation = evaluate_probabilities(probabilities, labels)
+    seconds = time.perf_counter() - started
+
+    figure = confusion_matrix_figure(evaluation.confusion, data_module.CLASS_NAMES)
+    with atomic_output(figure_path) as temporary:
+        figure.savefig(temporary, dpi=110)
+    results_path = figure_path.parent / EVALUATION_FILE
+    write_json(results_path, {
+        "model": str(loaded.path),
+        "run_folder": str(loaded.run_folder) if loaded.run_folder else None,
+        "data_source": resolved.description,
+        "test_examples": int(len(labels)),
+        "max_test_examples": max_test_examples,
+        "subset_seed": seed,
+        "flip_tta": flip_tta,
+        **evaluation.summary(data_module.CLASS_NAMES),
+        "confusion_matrix_figure": str(figure_path),
+        "seconds": seconds,
+        "evaluated_at": utc_now(),
+    })
+    return EvaluationReport(
+        evaluation=evaluation, class_names=tuple(data_module.CLASS_NAMES),
+        model_path=loaded.path, run_folder=loaded.run_folder,
+        data_source=resolved.description, test_examples=int(len(labels)),
+        split_size=split_size, subset_seed=seed, flip_tta=flip_tta, seconds=seconds,
+        figure_path=figure_path, results_path=results_path, notes=list(loaded.notes))

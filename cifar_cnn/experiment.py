@@ -1,23 +1,41 @@
-"""The steps of one run, shared by the notebook, the command line and the benchmarks.
+"""The steps of one run: the one chain that every way of starting a run goes through.
 
-The notebook calls these one cell at a time; :func:`run_experiment` chains them for
-scripts. Each step takes the validated :class:`~cifar_cnn.config.RunConfig`.
+The notebook calls these steps one cell at a time; :func:`run_experiment` chains the very
+same steps for ``cifar-cnn train`` and the benchmarks, and a sweep executes the notebook.
+So every path writes the same run folder, figures included::
+
+    run = open_run(config)                       # the run folder (resume, overwrite, workers)
+    data = prepare_data(config)                  # arrays, subsets, validation split
+    data_figures(run, data)                      # sample grid, class balance
+    model = build_model(config, data, run)       # strategy, precision, seeds, compile
+    training = train_model(model, config, data, run)
+    training_figures(run, data, training)        # learning curves
+    evaluation = evaluate_model(model, config, data)
+    evaluation_figures(run, data, evaluation)    # per-class accuracy, confusion, mistakes
+    metrics = finish_run(run, model, config, data, training, evaluation)
+
+Each step takes the validated :class:`~cifar_cnn.config.RunConfig`. TensorFlow's own
+start-up and device messages go to the run folder's ``run.log`` (``cifar_cnn.native_logs``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from cifar_cnn import data as data_module
+from cifar_cnn import runs
 from cifar_cnn.config import RunConfig
-from cifar_cnn.recipes import get_recipe
+from cifar_cnn.native_logs import native_stderr_to
+
+# Figures each step saves, in the order the notebook shows them. A test holds every path
+# (notebook, command line, sweep) to this same set.
+DATA_FIGURES = ("sample_grid", "class_balance")
+TRAINING_FIGURES = ("training_curves",)
+EVALUATION_FIGURES = ("per_class_accuracy", "confusion_matrix", "misclassified")
+MISCLASSIFIED_SHOWN = 18
 
 
 @dataclass
@@ -50,6 +68,43 @@ class PreparedData:
         """The data evaluated after every epoch: the validation split, else the test set."""
         return self.validation if self.validation is not None else self.test
 
+    def describe(self) -> str:
+        """Shapes and source, in two lines for people to read."""
+        validation = None if self.validation is None else self.validation[0].shape
+        return (f"train {self.train[0].shape}, validation {validation}, "
+                f"test {self.test[0].shape}\nsource: {self.source}")
+
+
+def open_run(config: RunConfig) -> runs.RunFolder:
+    """Open the run folder this process writes, before any long work.
+
+    Checks what can fail cheaply first (TensorBoard installed, the folder free for this
+    run: see ``runs.existing_run_state``), then records the versions, machine and git
+    commit in ``run.json``. Under ``multiworker`` every worker runs every
+    step, saving included (TensorFlow's rule: a step some workers skip can hang the
+    others), but only the chief's files land in the real run folder; the others write a
+    scratch folder that :func:`close_run` deletes.
+
+    Args:
+        config: The run configuration.
+
+    Returns:
+        A ``runs.RunFolder`` (``resumed`` tells whether an interrupted run continues).
+    """
+    from cifar_cnn import distribute
+
+    if config.tensorboard:
+        from cifar_cnn.tensorboard_logging import require_tensorboard
+
+        require_tensorboard()  # Fail now, not after the first epoch.
+    chief = config.strategy != "multiworker" or distribute.is_chief()
+    run = runs.start_run(config, scratch=not chief)
+    # Importing TensorFlow to record its version and devices prints its start-up messages:
+    # they go to run.log from here on, not to the notebook or the terminal.
+    with native_stderr_to(run.log_path):
+        runs.record_environment(run)
+    return run
+
 
 def prepare_data(config: RunConfig) -> PreparedData:
     """Load CIFAR-10 from the configured source, subset it if asked, and split off validation.
@@ -74,73 +129,103 @@ def prepare_data(config: RunConfig) -> PreparedData:
                         load_seconds=load_seconds)
 
 
-def steps_per_epoch(config: RunConfig, prepared: PreparedData) -> int:
+def _save_figures(run: runs.RunFolder, figures: dict) -> dict:
+    for name, figure in figures.items():
+        run.save_figure(figure, name)
+    return figures
+
+
+def data_figures(run: runs.RunFolder, data: PreparedData) -> dict:
+    """Draw and save the data's figures: a sample of training images, the class balance.
+
+    Args:
+        run: The run folder.
+        data: The run's data.
+
+    Returns:
+        ``{name: matplotlib Figure}`` with the names of ``DATA_FIGURES``.
+    """
+    from cifar_cnn import plots
+
+    return _save_figures(run, {
+        "sample_grid": plots.sample_grid(*data.train, data.class_names),
+        "class_balance": plots.class_balance({"train": data.train[1], "test": data.test[1]},
+                                             data.class_names),
+    })
+
+
+def steps_per_epoch(config: RunConfig, data: PreparedData) -> int:
     """Optimizer steps in one epoch (the last partial batch counts)."""
-    return -(-len(prepared.train[1]) // config.batch_size)
+    return -(-len(data.train[1]) // config.batch_size)
 
 
-def build_model(config: RunConfig, prepared: PreparedData):
+def build_model(config: RunConfig, data: PreparedData, run: runs.RunFolder | None = None):
     """Build and compile the recipe's model, seeded, inside the configured strategy's scope.
 
     The strategy (``config.strategy``, see ``cifar_cnn.distribute``) is created first,
     because ``MultiWorkerMirroredStrategy`` must exist before TensorFlow's first operation.
     Every variable (preprocessing statistics, weights, optimizer) is then created in its
     scope, so it is mirrored over all replicas; the model remembers the strategy and
-    :func:`train_model` trains with it.
+    :func:`train_model` trains with it. The recipe comes from ``config.training_recipe()``.
 
     Args:
         config: The run configuration.
-        prepared: The run's data (standardisation statistics come from its training split).
+        data: The run's data (standardisation statistics come from its training split).
+        run: The run folder, whose ``run.log`` receives TensorFlow's device messages (None:
+            they are printed as usual).
 
     Returns:
         A compiled ``keras.Model``.
     """
-    from cifar_cnn import distribute, models, precision, train
+    with native_stderr_to(run.log_path if run else None):
+        from cifar_cnn import distribute, models, precision, train
 
-    strategy = distribute.make_strategy(config.strategy)
-    recipe = get_recipe(config.recipe)
-    precision.apply_precision(config.mixed_precision)
-    train.set_seeds(config.seed)
-    with strategy.scope():
-        preprocessing = data_module.preprocessing_layer(config.preprocessing, prepared.train[0])
-        model = models.build_model(recipe.model, preprocessing=preprocessing,
-                                   train_images=prepared.train[0])
-        return train.compile_model(model, recipe, config.learning_rate, config.epochs,
-                                   steps_per_epoch(config, prepared),
-                                   jit_compile="auto" if config.xla is None else config.xla)
+        strategy = distribute.make_strategy(config.strategy)
+        recipe = config.training_recipe()
+        precision.apply_precision(recipe.precision)
+        train.set_seeds(config.seed)
+        with strategy.scope():
+            preprocessing = data_module.preprocessing_layer(recipe.preprocessing, data.train[0])
+            model = models.build_model(recipe.model, preprocessing=preprocessing,
+                                       train_images=data.train[0])
+            return train.compile_model(model, recipe, steps_per_epoch(config, data),
+                                       jit_compile="auto" if config.xla is None else config.xla)
 
 
-def make_datasets(config: RunConfig, prepared: PreparedData):
+def make_datasets(config: RunConfig, data: PreparedData):
     """The training and per-epoch monitoring pipelines.
 
     Args:
         config: The run configuration.
-        prepared: The run's data.
+        data: The run's data.
 
     Returns:
         ``(train_dataset, monitor_dataset)``.
     """
     from cifar_cnn.augment import make_augmenter
 
-    augmenter = make_augmenter(get_recipe(config.recipe).augmentations)
-    train_dataset = data_module.make_dataset(*prepared.train, config.batch_size, shuffle=True,
-                                             seed=config.seed, augment=augmenter)
-    monitor_dataset = data_module.make_dataset(*prepared.monitored, batch_size=500)
+    recipe = config.training_recipe()
+    train_dataset = data_module.make_dataset(*data.train, recipe.batch_size, shuffle=True,
+                                             seed=config.seed,
+                                             augment=make_augmenter(recipe.augmentations))
+    monitor_dataset = data_module.make_dataset(*data.monitored, batch_size=500)
     return train_dataset, monitor_dataset
 
 
-def train_model(model, config: RunConfig, prepared: PreparedData, run_folder,
+def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolder,
                 print_epochs: bool = True, extra_callbacks=()):
     """Fit the model under its strategy, recording into (and resuming from) the run folder.
 
-    ``model.fit`` (``train.fit``) trains under every strategy but multi-worker, which has
-    its own loop (``distribute.fit_multi_worker``, where the reason is given).
+    At heart this is ``model.fit(train_dataset, epochs=..., validation_data=...,
+    callbacks=[...])`` (``cifar_cnn.train.fit``), with callbacks that write the history
+    and the training state after every epoch; multi-worker training has its own loop
+    (``distribute.fit_multi_worker``, where the reason is given).
 
     Args:
         model: The compiled model from :func:`build_model`.
         config: The run configuration.
-        prepared: The run's data.
-        run_folder: A ``cifar_cnn.runs.RunFolder``.
+        data: The run's data.
+        run: The run folder.
         print_epochs: Print one line per epoch.
         extra_callbacks: More Keras callbacks.
 
@@ -149,99 +234,163 @@ def train_model(model, config: RunConfig, prepared: PreparedData, run_folder,
     """
     from cifar_cnn import distribute, train
 
-    train_dataset, monitor_dataset = make_datasets(config, prepared)
+    train_dataset, monitor_dataset = make_datasets(config, data)
     callbacks = list(extra_callbacks)
     if config.tensorboard:
         from cifar_cnn.tensorboard_logging import tensorboard_callback
 
-        callbacks.append(tensorboard_callback(run_folder.path))
+        callbacks.append(tensorboard_callback(run.path))
     options = dict(validation_dataset=monitor_dataset, extra_callbacks=callbacks,
-                   monitor_best=prepared.validation is not None, print_epochs=print_epochs)
+                   monitor_best=data.validation is not None, print_epochs=print_epochs)
     strategy = model.distribute_strategy
-    if distribute.is_multi_worker(strategy):
-        return distribute.fit_multi_worker(model, train_dataset, config.epochs, run_folder.path,
-                                           resume_directory=_chief_run_directory(config,
-                                                                                 run_folder),
-                                           **options)
-    # In the scope, optimizer slots that a resume builds before fit are mirrored like the rest.
-    with strategy.scope():
-        return train.fit(model, train_dataset, config.epochs, run_folder.path, **options)
+    with native_stderr_to(run.log_path):
+        if distribute.is_multi_worker(strategy):
+            # A non-chief writes a scratch folder; it resumes from the chief's, known by
+            # name only when run_name is given (without it the run is new).
+            chief_folder = runs.run_folder_path(config) if config.run_name else run.path
+            training = distribute.fit_multi_worker(model, train_dataset, config.epochs,
+                                                   run.path, resume_directory=chief_folder,
+                                                   **options)
+        # In the scope, optimizer slots that a resume builds before fit are mirrored too.
+        with strategy.scope():
+            training = train.fit(model, train_dataset, config.epochs, run.path, **options)
+    # What "auto" chose, for metrics.json.
+    training.strategy = type(strategy).__name__
+    training.replicas = int(strategy.num_replicas_in_sync)
+    return training
 
 
-def _chief_run_directory(config: RunConfig, run_folder) -> Path:
-    """The run folder that the chief writes and every worker resumes from.
+def training_figures(run: runs.RunFolder, data: PreparedData, training) -> dict:
+    """Draw and save the learning curves.
 
-    On a non-chief worker ``run_folder`` is its temporary folder; the chief's is the
-    configured one, known by name only when ``run_name`` is given (without it, the run
-    is new and nothing can be resumed).
+    Args:
+        run: The run folder.
+        data: The run's data (names what the validation curve measures).
+        training: The ``TrainingResult``.
+
+    Returns:
+        ``{name: Figure}`` with the names of ``TRAINING_FIGURES``.
     """
-    if config.run_name is None:
-        return run_folder.path
-    return Path(config.output_dir).expanduser() / config.run_name
+    from cifar_cnn import plots
+
+    return _save_figures(run, {
+        "training_curves": plots.training_curves(training.history, data.validation_label)})
 
 
-def evaluate_model(model, config: RunConfig, prepared: PreparedData):
+def evaluate_model(model, config: RunConfig, data: PreparedData):
     """Evaluate on the test set, with flip test-time augmentation when ``config.tta``.
 
     Args:
         model: The trained model.
         config: The run configuration.
-        prepared: The run's data.
+        data: The run's data.
 
     Returns:
         A ``cifar_cnn.evaluate.Evaluation``.
     """
     from cifar_cnn import evaluate
 
-    return evaluate.evaluate_model(model, *prepared.test, flip_augmentation=config.tta)
+    return evaluate.evaluate_model(model, *data.test, flip_augmentation=config.tta)
 
 
-def final_metrics(config: RunConfig, prepared: PreparedData, training, evaluation) -> dict:
+def evaluation_figures(run: runs.RunFolder, data: PreparedData, evaluation) -> dict:
+    """Draw and save per-class accuracy, the confusion matrix and misclassified images.
+
+    Args:
+        run: The run folder.
+        data: The run's data.
+        evaluation: The test ``Evaluation``.
+
+    Returns:
+        ``{name: Figure}`` with the names of ``EVALUATION_FIGURES``.
+    """
+    from cifar_cnn import plots
+    from cifar_cnn.evaluate import misclassified_indices
+
+    wrong = misclassified_indices(evaluation, limit=MISCLASSIFIED_SHOWN)
+    return _save_figures(run, {
+        "per_class_accuracy": plots.per_class_accuracy_figure(evaluation.per_class_accuracy,
+                                                              data.class_names),
+        "confusion_matrix": plots.confusion_matrix_figure(evaluation.confusion,
+                                                          data.class_names),
+        "misclassified": plots.misclassified_gallery(*data.test, evaluation.predictions, wrong,
+                                                     data.class_names),
+    })
+
+
+def final_metrics(config: RunConfig, data: PreparedData, training, evaluation) -> dict:
     """The run's ``metrics.json``: results, timings and where the data came from.
 
     Args:
         config: The run configuration.
-        prepared: The run's data.
+        data: The run's data.
         training: The ``TrainingResult``.
         evaluation: The test ``Evaluation``.
 
     Returns:
         A JSON-ready dictionary.
     """
+    import keras
+
     monitored = training.series("val_accuracy")
     epoch_seconds = training.series("seconds")
-    metrics = evaluation.summary(prepared.class_names)
+    metrics = evaluation.summary(data.class_names)
     metrics.update({
         "recipe": config.recipe,
         "epochs": len(training.history),
-        "train_examples": int(len(prepared.train[1])),
-        "test_examples": int(len(prepared.test[1])),
+        "train_examples": int(len(data.train[1])),
+        "test_examples": int(len(data.test[1])),
         "final_train_accuracy": training.history[-1]["accuracy"] if training.history else None,
-        "monitored_on": prepared.validation_label,
+        "monitored_on": data.validation_label,
         "best_monitored_accuracy": max(monitored) if monitored else None,
         "best_epoch": int(np.argmax(monitored)) + 1 if monitored else None,
         "train_seconds": float(sum(epoch_seconds)),
         "seconds_per_epoch": epoch_seconds,
         "mean_seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
-        "train_images_per_second": (len(prepared.train[1]) * len(epoch_seconds)
+        "train_images_per_second": (len(data.train[1]) * len(epoch_seconds)
                                     / sum(epoch_seconds)) if epoch_seconds else None,
-        "precision_policy": _global_policy_name(),
+        "precision_policy": keras.mixed_precision.global_policy().name,
+        "strategy": training.strategy,
+        "replicas": training.replicas,
         "test_time_augmentation": "flip" if config.tta else None,
         "resumed_from_epoch": training.resumed_from_epoch,
-        "data_source": prepared.source,
-        "data_load_seconds": prepared.load_seconds,
+        "data_source": data.source,
+        "data_load_seconds": data.load_seconds,
     })
     return metrics
 
 
-def _global_policy_name() -> str:
-    import keras
+def finish_run(run: runs.RunFolder, model, config: RunConfig, data: PreparedData, training,
+               evaluation) -> dict:
+    """Save the model, then write ``metrics.json`` last: the run is complete.
 
-    return keras.mixed_precision.global_policy().name
+    Args:
+        run: The run folder.
+        model: The trained model.
+        config: The run configuration.
+        data: The run's data.
+        training: The ``TrainingResult``.
+        evaluation: The test ``Evaluation``.
+
+    Returns:
+        The metrics written.
+    """
+    metrics = final_metrics(config, data, training, evaluation)
+    run.save_model(model)
+    run.finish(metrics)
+    return metrics
+
+
+def close_run(run: runs.RunFolder) -> None:
+    """Release the run folder: a multi-worker non-chief's scratch folder is deleted."""
+    run.close()
 
 
 def run_experiment(config: RunConfig, print_epochs: bool = True, extra_callbacks=()):
-    """Run every step without figures: data, model, training, evaluation, run folder.
+    """Run every step, figures included, exactly as the notebook does.
+
+    On an error the run is marked failed in ``run.json`` (its training state stays, so the
+    same command resumes) and a completed run it was replacing is put back.
 
     Args:
         config: The run configuration.
@@ -249,40 +398,23 @@ def run_experiment(config: RunConfig, print_epochs: bool = True, extra_callbacks
         extra_callbacks: More Keras callbacks for training.
 
     Returns:
-        ``(run_folder, metrics)``; on a non-chief multi-worker process the run folder was
-        temporary and is gone (the chief's holds the run).
+        ``(run, metrics)``: the ``runs.RunFolder`` (on a non-chief multi-worker process a
+        scratch folder, already deleted) and the metrics written.
     """
-    prepared = prepare_data(config)
-    run_folder, scratch = _open_run_folder(config)
+    run = open_run(config)
     try:
-        model = build_model(config, prepared)
-        training = train_model(model, config, prepared, run_folder, print_epochs=print_epochs,
+        data = prepare_data(config)
+        data_figures(run, data)
+        model = build_model(config, data, run)
+        training = train_model(model, config, data, run, print_epochs=print_epochs,
                                extra_callbacks=extra_callbacks)
-        evaluation = evaluate_model(model, config, prepared)
-        metrics = final_metrics(config, prepared, training, evaluation)
-        run_folder.save_model(model)
-        run_folder.finish(metrics)
+        training_figures(run, data, training)
+        evaluation = evaluate_model(model, config, data)
+        evaluation_figures(run, data, evaluation)
+        metrics = finish_run(run, model, config, data, training, evaluation)
+    except BaseException as error:
+        run.fail(error)
+        raise
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return run_folder, metrics
-
-
-def _open_run_folder(config: RunConfig):
-    """Start the run folder this process writes: the real one, or a non-chief's scratch one.
-
-    Under ``multiworker`` every worker runs every step, saving included (TensorFlow's
-    rule: a step some workers skip can hang the others), but only the chief's files may
-    land in the real run folder; the other workers write theirs into a temporary folder
-    that :func:`run_experiment` deletes. Every other strategy runs in one process, which
-    is its own chief.
-
-    Returns:
-        ``(run_folder, scratch)``: ``scratch`` is the temporary folder to delete, or None.
-    """
-    from cifar_cnn import distribute, runs
-
-    if config.strategy == "multiworker" and not distribute.is_chief():
-        scratch = tempfile.mkdtemp(prefix="cifar_cnn-worker-")
-        return runs.start_run(dataclasses.replace(config, output_dir=scratch)), scratch
-    return runs.start_run(config), None
+        close_run(run)
+    return run, metrics

@@ -308,3 +308,23 @@ def build_model(name: str, preprocessing: keras.layers.Layer | None = None,
         raise ValueError(f"Unknown model {name!r}; valid choices: "
                          f"{', '.join(sorted(MODEL_BUILDERS))}.")
     return MODEL_BUILDERS[name](preprocessing=preprocessing, **options)
+
+
+def builder_source(name: str) -> str:
+    """The Python source of a registered model's builder, to show the network's definition.
+
+    The notebook displays it so that a reader sees the layers of the recipe's network, not
+    only a call into the library.
+
+    Args:
+        name: A key of ``MODEL_BUILDERS``.
+
+    Returns:
+        The builder function's source code.
+    """
+    import inspect
+
+    if name not in MODEL_BUILDERS:
+        raise ValueError(f"Unknown model {name!r}; valid choices: "
+                         f"{', '.join(sorted(MODEL_BUILDERS))}.")
+    return inspect.getsource(MODEL_BUILDERS[name])

@@ -1,11 +1,19 @@
-"""Executing the main notebook with papermill, one run folder per execution."""
+"""Executing the main notebook with papermill, one run folder per execution.
+
+``cifar-cnn notebook`` (and so ``scripts/main.sh``) and every run of a sweep go through
+:func:`execute_notebook`; a sweep runs it in a child process (``python -m
+cifar_cnn.notebook_runner REQUEST_JSON``) so that its runs are isolated from each other.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from cifar_cnn import runs
 from cifar_cnn.config import RunConfig
 
 MAIN_NOTEBOOK_NAME = "cifar10_cnn.ipynb"
@@ -29,32 +37,84 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
                      log_output: bool = True, progress_bar: bool = False) -> Path:
     """Run the notebook through papermill, writing the executed copy into its run folder.
 
-    The parameters are validated first (a bad value fails here, before a kernel starts),
-    and the run name is fixed before execution so the executed notebook can be written
-    straight into ``<output_dir>/<run_name>/notebook.ipynb``.
+    The parameters are validated and the run folder checked with the run-folder rule
+    (``runs.existing_run_state``) before a kernel starts, so a bad value or a completed run
+    fails here and nothing in the folder is touched. The run name is fixed before execution
+    so that the executed notebook goes straight into ``<run folder>/notebook.ipynb``. A
+    completed run replaced under ``overwrite`` is set aside, deleted once the new run
+    completes and put back if it fails.
+
+    The notebook's standard output (one line per epoch, the results) is streamed to this
+    process's standard output; its standard error (TensorFlow's messages, warnings) goes to
+    the run folder's ``run.log``.
 
     Args:
         parameters: Notebook parameters; names are ``RunConfig`` fields.
         notebook: The notebook to run (default: :func:`main_notebook_path`).
-        log_output: Stream the notebook's output (one line per epoch) to the terminal.
+        log_output: Stream the notebook's standard output to this process's.
         progress_bar: Show papermill's cell progress bar.
 
     Returns:
         The run folder.
+
+    Raises:
+        ValueError: Bad parameters, or a run folder that holds a completed or different run.
+        papermill.PapermillExecutionError: A cell failed (its error is in the notebook).
     """
     import papermill
-    from cifar_cnn import runs
 
     config = RunConfig.from_parameters(parameters)
-    parameters = dict(parameters)
-    parameters.setdefault("run_name", config.run_name or runs.default_run_name(config))
-    run_folder = Path(config.output_dir).expanduser() / parameters["run_name"]
-    run_folder.mkdir(parents=True, exist_ok=True)
     notebook = Path(notebook) if notebook else main_notebook_path()
-    # stdout_file copies the kernel's output (one line per epoch) to the terminal as it comes;
-    # papermill's log_output would send it to a logger that nothing prints by default.
-    streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if log_output else {}
-    papermill.execute_notebook(
-        str(notebook), str(run_folder / "notebook.ipynb"), parameters=parameters,
-        cwd=str(Path.cwd()), progress_bar=progress_bar, **streams)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook {notebook} does not exist.")
+    config = dataclasses.replace(config, run_name=config.run_name or runs.default_run_name(config))
+    parameters = {**parameters, "run_name": config.run_name}
+    run_folder = runs.run_folder_path(config)
+    existing = runs.existing_run_state(run_folder, config, given_parameters=set(parameters))
+    if existing.state in (runs.DONE, runs.CONFLICT):
+        raise ValueError(existing.reason)
+    replaced = runs.set_aside(run_folder) if existing.state == runs.REPLACE else None
+    completed = False
+    try:
+        run_folder.mkdir(parents=True, exist_ok=True)
+        with open(run_folder / runs.LOG_FILE, "a") as log:
+            papermill.execute_notebook(
+                str(notebook), str(run_folder / runs.NOTEBOOK_FILE), parameters=parameters,
+                cwd=str(Path.cwd()), progress_bar=progress_bar, log_output=False,
+                # stdout_file copies the kernel's output (one line per epoch) as it comes.
+                stdout_file=sys.stdout if log_output else None, stderr_file=log)
+        completed = (run_folder / runs.METRICS_FILE).is_file()
+    finally:
+        if replaced is not None:
+            if completed:
+                runs.discard(replaced)
+            else:
+                runs.restore(replaced, run_folder)
     return run_folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Execute one notebook from a JSON request (a sweep's child process).
+
+    Args:
+        argv: ``[REQUEST_JSON]``, a JSON object with ``parameters`` and ``notebook``.
+
+    Returns:
+        0 when the notebook ran to its end, 1 when it failed (the error is in the executed
+        notebook and on standard output), 2 when it could not start.
+    """
+    request = json.loads((sys.argv[1:] if argv is None else argv)[0])
+    try:
+        execute_notebook(request["parameters"], notebook=request.get("notebook"))
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"error: {' '.join(str(error).split())}", flush=True)
+        return 2
+    except Exception as error:  # noqa: BLE001 - reported, and the exit status says it failed.
+        last_line = (str(error).strip().splitlines() or [""])[-1]
+        print(f"error: {type(error).__name__}: {last_line}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

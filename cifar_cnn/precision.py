@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+from cifar_cnn.config import PRECISION_CHOICES
+
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

@@ -1,41 +1,432 @@
-"""Run folders: every run keeps its recipe, environment, history, metrics, figures and model.
+"""The run folder: its file names, its one writer and one reader, its status words, its rules.
 
-Layout of ``<output_dir>/<run_name>/``::
+Every way to start a run (notebook, ``cifar-cnn train``, ``cifar-cnn notebook``, a sweep, a
+benchmark) writes the same folder through :func:`start_run` and :class:`RunFolder`, and every
+reader (``cifar-cnn runs``, ``compare``, ``evaluate``, ``predict``, the sweep planner) reads it
+through :func:`read_run`. Layout of ``<output_dir>/<run_name>/``::
 
     config.json         the full RunConfig
     run.json            status, start/end times, versions, git commit, machine
     history.json        one row per epoch (written after every epoch)
     training_state/     the latest epoch's weights and optimizer, for resuming; removed
                         once the run is complete
-    figures/*.png       every figure the run showed
+    figures/*.png       every figure the run made
     model.keras         the trained model (takes raw 0-255 pixels)
-    metrics.json        final metrics; written last, so its presence means "complete"
+    best.keras          the best epoch's model by validation accuracy (with a validation split)
+    run.log             TensorFlow's own start-up and device messages, kept out of sight
+    tensorboard/        TensorBoard logs, when asked for
     notebook.ipynb      the executed notebook, for papermill runs
+    metrics.json        final metrics; written last, so its presence means "complete"
 
-A run folder that exists with a different config is never reused, and a completed one is
-never replaced unless ``overwrite`` is set.
+When may a run folder be reused? :func:`existing_run_state` is the one rule, used by
+:func:`start_run`, the notebook runner and the sweep planner alike.
+
+Nothing here imports TensorFlow or matplotlib at import time: listing runs is instant.
 """
 
 from __future__ import annotations
 
-import datetime as _datetime
+import datetime
+import fnmatch
 import json
 import os
 import platform
 import shutil
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cifar_cnn import __version__
-from cifar_cnn.checkpoints import clear_training_state
 from cifar_cnn.config import RunConfig
-from cifar_cnn.records import utc_now, write_json
+from cifar_cnn.files import atomic_output, write_json
 
+# ---------------------------------------------------------------------------------------------
+# The files of a run folder. Every other module takes these names from here.
+
+CONFIG_FILE = "config.json"
+RUN_RECORD_FILE = "run.json"
+HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
-# Fields that may differ between an interrupted run and its restart (the saved training
-# state does not depend on them: a run started on one GPU may resume on two).
-_RESTART_INSENSITIVE_FIELDS = ("overwrite", "strategy")
+MODEL_FILE = "model.keras"
+BEST_MODEL_FILE = "best.keras"
+NOTEBOOK_FILE = "notebook.ipynb"
+LOG_FILE = "run.log"
+FIGURES_FOLDER = "figures"
+TRAINING_STATE_FOLDER = "training_state"
+TENSORBOARD_FOLDER = "tensorboard"
+EVALUATION_FOLDER = "evaluation"
+
+# Where runs go when no output_dir is given, and the variable that moves that place.
+RUNS_FOLDER_NAME = "runs"
+RUNS_FOLDER_VARIABLE = "CIFAR_CNN_RUNS_DIR"
+
+# ---------------------------------------------------------------------------------------------
+# Status words: of a run (run.json, read_run) and of a run within a sweep (sweep.json).
+
+RUNNING = "running"        # started, not finished (or killed: nothing can tell the two apart)
+COMPLETE = "complete"      # metrics.json written
+FAILED = "failed"          # stopped by an error (recorded), or refused before it ran
+INCOMPLETE = "incomplete"  # read back: running or interrupted
+UNREADABLE = "unreadable"  # read back: a damaged file
+PENDING = "pending"        # a sweep's run not started yet
+SKIPPED = "skipped"        # a sweep's run that was complete before the sweep started
+RUN_STATUSES = (COMPLETE, INCOMPLETE, FAILED, UNREADABLE)
+SWEEP_STATUSES = (PENDING, RUNNING, COMPLETE, SKIPPED, FAILED)
+
+# What existing_run_state finds in a run folder.
+NEW, RESUME, DONE, REPLACE, CONFLICT = "new", "resume", "done", "replace", "conflict"
+
+# Fields that may differ between a run and its restart: where the folder is and how it is
+# named or replaced change nothing that was trained, and the saved training state does not
+# depend on the strategy (a run started on one GPU may resume on two).
+RESTART_INSENSITIVE_FIELDS = ("output_dir", "run_name", "overwrite", "strategy")
+
+
+def utc_now() -> str:
+    """The current UTC time as an ISO 8601 string, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def runs_folder(output_dir: str | os.PathLike | None = None) -> Path:
+    """The folder that receives run folders: one place, whatever the working folder.
+
+    Args:
+        output_dir: An explicit folder (relative to the working folder), or None for the
+            default: ``$CIFAR_CNN_RUNS_DIR`` if set, else ``runs/`` at the root of the
+            checkout this package runs from (so the notebook in ``notebooks/``, the command
+            line and ``scripts/main.sh`` share it), else ``runs/`` in the working folder
+            (a package installed from PyPI or git, as on Colab).
+
+    Returns:
+        The folder's path (not created).
+    """
+    if output_dir is not None:
+        return Path(output_dir).expanduser()
+    if os.environ.get(RUNS_FOLDER_VARIABLE):
+        return Path(os.environ[RUNS_FOLDER_VARIABLE]).expanduser()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir():
+        return checkout / RUNS_FOLDER_NAME
+    return Path.cwd() / RUNS_FOLDER_NAME
+
+
+def run_folder_path(config: RunConfig) -> Path:
+    """The folder of a run with a given ``run_name`` (see :func:`runs_folder`).
+
+    Args:
+        config: A config whose ``run_name`` is set.
+
+    Returns:
+        ``<output_dir>/<run_name>``.
+    """
+    if config.run_name is None:
+        raise ValueError("run_folder_path needs a run_name; start_run names new runs.")
+    return runs_folder(config.output_dir) / config.run_name
+
+
+def default_run_name(config: RunConfig) -> str:
+    """A new, sortable run name: UTC time to the second, then the recipe."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{config.recipe}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_json(path: Path, default=None):
+    """A JSON file's content, ``default`` when it does not exist; ValueError when damaged."""
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); the run folder is damaged.") \
+            from error
+
+
+@dataclass
+class RunSummary:
+    """What a run folder holds, read back from its small JSON files (never its model).
+
+    Attributes:
+        name: The run's name (its folder's name).
+        path: The run folder, or None for a sweep's run that never got one.
+        status: One of ``RUN_STATUSES``: ``"complete"``, ``"incomplete"`` (running or
+            interrupted), ``"failed"`` or ``"unreadable"``.
+        config: ``config.json`` (or, for a sweep's run that never ran, its parameters).
+        metrics: ``metrics.json``, or None before the run completed.
+        history: ``history.json``: one row per completed epoch.
+        record: ``run.json``: status, times, environment.
+        problem: Why the folder is unreadable, else None.
+        error: Why the run failed, when it did.
+    """
+
+    name: str
+    path: Path | None = None
+    status: str = INCOMPLETE
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+    error: str | None = None
+
+    @property
+    def recipe(self) -> str | None:
+        """The training recipe, if recorded."""
+        return (self.metrics or {}).get("recipe") or self.config.get("recipe")
+
+    @property
+    def epochs_planned(self) -> int | None:
+        """Epochs the config asked for."""
+        return self.config.get("epochs")
+
+    @property
+    def epochs_done(self) -> int | None:
+        """Epochs trained: from the metrics, else the per-epoch history."""
+        if self.metrics and self.metrics.get("epochs") is not None:
+            return self.metrics["epochs"]
+        return len(self.history) if self.history else None
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """Final test accuracy, or None before the run completed."""
+        return (self.metrics or {}).get("test_accuracy")
+
+    @property
+    def train_seconds(self) -> float | None:
+        """Seconds spent training (of the completed epochs, for an incomplete run)."""
+        if self.metrics and self.metrics.get("train_seconds") is not None:
+            return self.metrics["train_seconds"]
+        seconds = [row["seconds"] for row in self.history if "seconds" in row]
+        return float(sum(seconds)) if seconds else None
+
+    @property
+    def monitored_curve(self) -> list[float]:
+        """The per-epoch ``val_accuracy`` values, in epoch order."""
+        return [row["val_accuracy"] for row in self.history if "val_accuracy" in row]
+
+    @property
+    def best_monitored_accuracy(self) -> float | None:
+        """Best per-epoch validation (or, without a split, test) accuracy so far."""
+        if self.metrics and self.metrics.get("best_monitored_accuracy") is not None:
+            return self.metrics["best_monitored_accuracy"]
+        monitored = self.monitored_curve
+        return max(monitored) if monitored else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The 1-based epoch of :attr:`best_monitored_accuracy`."""
+        if self.metrics and self.metrics.get("best_epoch") is not None:
+            return self.metrics["best_epoch"]
+        monitored = self.monitored_curve
+        # An interrupted run still has a history worth comparing: read the best from it.
+        return monitored.index(max(monitored)) + 1 if monitored else None
+
+    @property
+    def monitored_on(self) -> str | None:
+        """``"validation"`` or ``"test"``: what the per-epoch ``val_accuracy`` measured."""
+        if self.metrics and self.metrics.get("monitored_on"):
+            return self.metrics["monitored_on"]
+        split = self.config.get("validation_split")
+        if isinstance(split, (int, float)) and not isinstance(split, bool):
+            return "validation" if split > 0 else "test"
+        return None
+
+
+def read_run(path: str | os.PathLike) -> RunSummary:
+    """Read one run folder from its JSON files.
+
+    Args:
+        path: The run folder.
+
+    Returns:
+        Its :class:`RunSummary`. A damaged file gives status ``"unreadable"`` with the
+        reason in ``problem``, never an exception, so one bad folder cannot hide the rest.
+    """
+    path = Path(path)
+    summary = RunSummary(name=path.name, path=path)
+    try:
+        config = _read_json(path / CONFIG_FILE, default={})
+        metrics = _read_json(path / METRICS_FILE)
+        history = _read_json(path / HISTORY_FILE, default=[])
+        record = _read_json(path / RUN_RECORD_FILE, default={})
+    except (OSError, ValueError) as error:
+        summary.status, summary.problem = UNREADABLE, " ".join(str(error).split())
+        return summary
+    if not isinstance(config, dict) or not isinstance(history, list) \
+            or not isinstance(metrics, (dict, type(None))) or not isinstance(record, dict):
+        summary.status, summary.problem = UNREADABLE, "unexpected JSON structure"
+        return summary
+    summary.config, summary.metrics, summary.record = config, metrics, record
+    summary.history = [row for row in history if isinstance(row, dict)]
+    if metrics is not None:
+        summary.status = COMPLETE
+    elif record.get("status") == FAILED:
+        summary.status, summary.error = FAILED, record.get("error")
+    return summary
+
+
+def is_run_folder(path: Path) -> bool:
+    """True for a folder holding a run's config, or the executed notebook of a run that
+    failed before its config cell. Hidden folders (a replaced run set aside) are not runs."""
+    return path.is_dir() and not path.name.startswith(".") and any(
+        (path / marker).is_file() for marker in (CONFIG_FILE, NOTEBOOK_FILE))
+
+
+def find_runs(location: str | os.PathLike | None = None, pattern: str = "*") -> list[Path]:
+    """The run folders at a location: the location itself, or its matching sub-folders.
+
+    Args:
+        location: A run folder, or a folder of run folders (default: :func:`runs_folder`).
+        pattern: Shell-style glob on the run folders' names (``"lr*"``); ignored when
+            ``location`` is itself a run folder.
+
+    Returns:
+        Run folders, sorted by name.
+
+    Raises:
+        FileNotFoundError: ``location`` is not an existing folder.
+    """
+    location = runs_folder(location)
+    if not location.is_dir():
+        raise FileNotFoundError(f"{location} is not a folder of runs (it does not exist"
+                                f"{' as a folder' if location.exists() else ''}). Give a run "
+                                "folder or the output_dir that training wrote to.")
+    if is_run_folder(location) and (location / CONFIG_FILE).is_file():
+        return [location]
+    return sorted((child for child in location.iterdir()
+                   if fnmatch.fnmatch(child.name, pattern) and is_run_folder(child)),
+                  key=lambda child: child.name)
+
+
+def list_runs(location: str | os.PathLike | None = None, pattern: str = "*") -> list[RunSummary]:
+    """Summaries of every run folder at a location, sorted by name (see :func:`find_runs`).
+
+    Args:
+        location: A run folder or a folder of run folders (default: :func:`runs_folder`).
+        pattern: Shell-style glob on run folder names.
+
+    Returns:
+        One :class:`RunSummary` per run folder.
+    """
+    return [read_run(path) for path in find_runs(location, pattern)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The rule: may this folder take this run?
+
+
+@dataclass(frozen=True)
+class ExistingRun:
+    """What a run folder already holds, for a given config (see :func:`existing_run_state`).
+
+    Attributes:
+        state: ``NEW`` (nothing there), ``RESUME`` (an interrupted run of the same config),
+            ``DONE`` (a completed run of the same config), ``REPLACE`` (a run to be replaced:
+            ``overwrite`` is set) or ``CONFLICT`` (a different run, or a damaged one).
+        reason: For ``DONE`` and ``CONFLICT``, the one-line error to show.
+    """
+
+    state: str
+    reason: str | None = None
+
+
+def existing_run_state(path: Path, config: RunConfig,
+                       given_parameters: set[str] | None = None) -> ExistingRun:
+    """The one rule for reusing a run folder.
+
+    - No ``config.json``: ``NEW``.
+    - An interrupted run (no ``metrics.json``) with the same config: ``RESUME``, also
+      under ``overwrite`` (the work done is kept).
+    - ``overwrite`` set and anything else there: ``REPLACE``.
+    - A completed run with the same config: ``DONE`` (start_run refuses it, a sweep skips it).
+    - Otherwise (another config, a damaged folder): ``CONFLICT``.
+
+    Configs are the same when every field but ``RESTART_INSENSITIVE_FIELDS`` is equal. A
+    field the earlier config lacks did not exist when it ran: it only counts when it is in
+    ``given_parameters``, so adding a RunConfig field does not orphan every earlier run.
+
+    Args:
+        path: The run folder.
+        config: The config of the run that wants the folder.
+        given_parameters: The names the caller set explicitly (default: none, so only the
+            fields the earlier config records are compared).
+
+    Returns:
+        An :class:`ExistingRun`.
+    """
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        return ExistingRun(NEW)
+    try:
+        previous = _read_json(config_path)
+        if not isinstance(previous, dict):
+            raise ValueError(f"{config_path} does not hold a config")
+    except (OSError, ValueError) as error:
+        if config.overwrite:
+            return ExistingRun(REPLACE)
+        return ExistingRun(CONFLICT, f"run folder {path} is damaged ({error}). Use another "
+                                     "run_name, or set overwrite=True to replace it.")
+    current = config.to_dict()
+    given = set(given_parameters or ())
+    differing = sorted(name for name in current
+                       if name not in RESTART_INSENSITIVE_FIELDS
+                       and previous.get(name) != current[name]
+                       and (name in previous or name in given))
+    complete = (path / METRICS_FILE).is_file()
+    if not complete and not differing:
+        return ExistingRun(RESUME)
+    if config.overwrite:
+        return ExistingRun(REPLACE)
+    held = "a completed run" if complete else "an interrupted run"
+    if differing:
+        return ExistingRun(CONFLICT, f"run folder {path} holds {held} with a different config "
+                                     f"({', '.join(differing)} differ). Use another run_name, "
+                                     "set overwrite=True to replace it, or the same "
+                                     "parameters to resume it.")
+    return ExistingRun(DONE, f"run folder {path} already holds a completed run. Choose another "
+                             "run_name, or set overwrite=True to replace it.")
+
+
+def set_aside(path: Path) -> Path:
+    """Move a run folder out of the way (to a hidden sibling) before it is replaced.
+
+    The replaced run is deleted only when its replacement completes (:func:`discard`), and
+    put back when the replacement fails (:func:`restore`): a failed retry loses nothing.
+
+    Args:
+        path: The run folder.
+
+    Returns:
+        Where it now is.
+    """
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.replaced-", dir=path.parent))
+    aside.rmdir()
+    os.replace(path, aside)
+    return aside
+
+
+def restore(aside: Path, path: Path) -> None:
+    """Put a set-aside run folder back, removing the failed replacement at ``path``."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    os.replace(aside, path)
+
+
+def discard(aside: Path | None) -> None:
+    """Delete a set-aside run folder once its replacement is complete."""
+    if aside is not None and aside.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
 
 
 def git_commit(directory: Path | None = None) -> dict:
@@ -59,8 +450,21 @@ def git_commit(directory: Path | None = None) -> dict:
         return {"commit": None, "dirty": None}
 
 
+def cpu_model() -> str:
+    """Return the CPU model name (from /proc/cpuinfo on Linux), or ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment_record() -> dict:
     """Versions, machine and accelerators: what a reader needs to trust or repeat a number.
+
+    Imports TensorFlow (to name its version and the GPUs it sees).
 
     Returns:
         A JSON-ready dictionary.
@@ -83,45 +487,59 @@ def environment_record() -> dict:
     }
 
 
-def cpu_model() -> str:
-    """Return the CPU model name (from /proc/cpuinfo on Linux), or ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @dataclass
 class RunFolder:
-    """One run's folder. Create it with :func:`start_run`.
+    """One run's folder, open for writing. Create it with :func:`start_run`.
 
     Attributes:
         path: The folder.
         config: The run's configuration.
         resumed: True when the folder held an interrupted run of the same config.
+        replaced: Where the completed run this one replaces was set aside, or None.
+        scratch: True for a multi-worker non-chief's temporary folder (deleted by
+            :meth:`close`).
     """
 
     path: Path
     config: RunConfig
     resumed: bool = False
+    replaced: Path | None = None
+    scratch: bool = False
 
     @property
     def figures_path(self) -> Path:
-        return self.path / "figures"
+        return self.path / FIGURES_FOLDER
 
     @property
     def model_path(self) -> Path:
-        return self.path / "model.keras"
+        return self.path / MODEL_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def training_state_path(self) -> Path:
+        return self.path / TRAINING_STATE_FOLDER
+
+    @property
+    def best_model_path(self) -> Path:
+        return self.path / BEST_MODEL_FILE
+
+    @property
+    def tensorboard_path(self) -> Path:
+        return self.path / TENSORBOARD_FOLDER
 
     def is_complete(self) -> bool:
         """True once :meth:`finish` has written the final metrics."""
         return (self.path / METRICS_FILE).is_file()
 
     def save_figure(self, figure, name: str) -> Path:
-        """Save a matplotlib Figure as ``figures/<name>.png`` and return its path.
+        """Save a matplotlib Figure as ``figures/<name>.png`` atomically.
 
         Args:
             figure: A ``matplotlib.figure.Figure``.
@@ -130,19 +548,22 @@ class RunFolder:
         Returns:
             The PNG's path.
         """
-        self.figures_path.mkdir(exist_ok=True)
         path = self.figures_path / f"{name}.png"
-        temporary = self.figures_path / f"{name}.partial.png"
-        figure.savefig(temporary, dpi=110)
-        os.replace(temporary, path)
+        with atomic_output(path) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
         return path
 
     def save_model(self, model) -> Path:
-        """Save the model as ``model.keras`` atomically and return its path."""
-        temporary = self.path / "model.partial.keras"
-        model.save(temporary)
-        os.replace(temporary, self.model_path)
+        """Save a Keras model as ``model.keras`` atomically and return its path."""
+        with atomic_output(self.model_path) as temporary:
+            temporary.unlink()  # Keras refuses to write over a file without asking.
+            model.save(temporary)
         return self.model_path
+
+    def _update_record(self, **changes) -> None:
+        record = _read_json(self.path / RUN_RECORD_FILE, default={}) or {}
+        record.update(changes)
+        write_json(self.path / RUN_RECORD_FILE, record)
 
     def finish(self, metrics: dict) -> Path:
         """Mark the run complete: write ``metrics.json`` last and drop the resume state.
@@ -155,70 +576,99 @@ class RunFolder:
         """
         if "test_accuracy" not in metrics:
             raise ValueError("metrics must include test_accuracy")
-        run_record = json.loads((self.path / "run.json").read_text())
-        run_record.update(status="complete", finished_at=utc_now())
+        self._update_record(status=COMPLETE, finished_at=utc_now())
         write_json(self.path / METRICS_FILE, metrics)
-        write_json(self.path / "run.json", run_record)
-        clear_training_state(self.path / "training_state")
+        shutil.rmtree(self.training_state_path, ignore_errors=True)
+        discard(self.replaced)
+        self.replaced = None
         return self.path / METRICS_FILE
 
+    def fail(self, error: BaseException) -> None:
+        """Record that the run stopped with an error; put back the run it was replacing.
 
-def default_run_name(config: RunConfig) -> str:
-    """A new, sortable run name: UTC time to the second, then the recipe."""
-    stamp = _datetime.datetime.now(_datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{config.recipe}"
+        The training state stays, so the same command resumes after the last epoch.
+
+        Args:
+            error: The exception that stopped the run.
+        """
+        message = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        if self.replaced is not None:
+            restore(self.replaced, self.path)
+            self.replaced = None
+        elif self.path.is_dir() and not self.scratch:
+            self._update_record(status=FAILED, error=message, finished_at=utc_now())
+
+    def close(self) -> None:
+        """Delete a non-chief worker's scratch folder (a real run folder stays)."""
+        if self.scratch:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
-def start_run(config: RunConfig) -> RunFolder:
+def start_run(config: RunConfig, scratch: bool = False) -> RunFolder:
     """Create the run folder, or reopen an interrupted run of the same config to resume it.
+
+    Follows :func:`existing_run_state`: a completed run is refused (or, with ``overwrite``,
+    set aside until this one completes), a different run is refused, an interrupted run of
+    the same config is resumed.
 
     Args:
         config: The validated run configuration.
+        scratch: Write into a new temporary folder instead (a multi-worker non-chief, whose
+            files must not land in the chief's folder); :meth:`RunFolder.close` deletes it.
 
     Returns:
         The :class:`RunFolder`, with ``config.json`` and ``run.json`` written.
+
+    Raises:
+        ValueError: The folder holds a completed or different run.
     """
-    name = config.run_name or default_run_name(config)
-    path = Path(config.output_dir).expanduser() / name
-    resumed = False
-    config_path = path / "config.json"
-    if config_path.is_file():
-        if (path / METRICS_FILE).is_file():
-            if not config.overwrite:
-                raise ValueError(f"Run folder {path} already holds a completed run. Choose "
-                                 "another run_name, or set overwrite=True to replace it.")
-            _remove_run_contents(path)
-        else:
-            previous = json.loads(config_path.read_text())
-            current = config.to_dict()
-            differing = sorted(key for key in set(previous) | set(current)
-                               if key not in _RESTART_INSENSITIVE_FIELDS
-                               and previous.get(key) != current.get(key))
-            if differing:
-                raise ValueError(f"Run folder {path} holds an interrupted run with a different "
-                                 f"config ({', '.join(differing)} differ). Use another run_name, "
-                                 "or the same parameters to resume it.")
-            resumed = True
-    path.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, config.to_dict())
-    run_record = {"status": "running", "started_at": utc_now(), "resumed": resumed,
-                  "environment": environment_record()}
-    if resumed and (path / "run.json").is_file():
-        earlier = json.loads((path / "run.json").read_text())
-        run_record["first_started_at"] = earlier.get("first_started_at", earlier.get("started_at"))
-    write_json(path / "run.json", run_record)
-    return RunFolder(path=path, config=config, resumed=resumed)
+    if scratch:
+        path = Path(tempfile.mkdtemp(prefix="cifar_cnn-worker-")) / (config.run_name or "run")
+        existing = ExistingRun(NEW)
+    else:
+        path = runs_folder(config.output_dir) / (config.run_name or default_run_name(config))
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"run folder {path} exists and is not a folder.")
+        existing = existing_run_state(path, config)
+    if existing.state in (DONE, CONFLICT):
+        raise ValueError(existing.reason)
+    replaced = set_aside(path) if existing.state == REPLACE else None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if replaced is not None:
+            restore(replaced, path)
+        raise ValueError(f"cannot create run folder {path}: {error.strerror or error}.") \
+            from error
+    resumed = existing.state == RESUME
+    earlier = _read_json(path / RUN_RECORD_FILE, default={}) if resumed else {}
+    write_json(path / CONFIG_FILE, config.to_dict())
+    started_at = utc_now()
+    write_json(path / RUN_RECORD_FILE, {
+        "status": RUNNING, "started_at": started_at,
+        "first_started_at": earlier.get("first_started_at") or earlier.get("started_at")
+        or started_at,
+        "resumed": resumed, "output_dir": str(path.parent.resolve())})
+    return RunFolder(path=path, config=config, resumed=resumed, replaced=replaced,
+                     scratch=scratch)
 
 
-def _remove_run_contents(path: Path) -> None:
-    """Empty a completed run folder that the user asked to overwrite (keeps a papermill output)."""
-    # The completion marker goes first: if this is interrupted, the folder no longer claims
-    # to hold a finished run.
-    (path / METRICS_FILE).unlink()
-    for child in path.iterdir():
-        if child.name == "notebook.ipynb":
-            continue  # papermill is writing the new executed notebook here right now.
-        if child.is_dir():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+def record_environment(run: RunFolder) -> None:
+    """Add the versions, machine and git commit to ``run.json`` (imports TensorFlow).
+
+    Args:
+        run: The open run folder.
+    """
+    run._update_record(environment=environment_record())
+
+
+__all__ = [
+    "BEST_MODEL_FILE", "COMPLETE", "CONFIG_FILE", "CONFLICT", "DONE", "EVALUATION_FOLDER",
+    "ExistingRun", "FAILED", "FIGURES_FOLDER", "HISTORY_FILE", "INCOMPLETE", "LOG_FILE",
+    "METRICS_FILE", "MODEL_FILE", "NEW", "NOTEBOOK_FILE", "PENDING", "REPLACE", "RESUME",
+    "RUNNING", "RUN_RECORD_FILE", "RUN_STATUSES", "RunFolder", "RunSummary", "SKIPPED",
+    "SWEEP_STATUSES", "TENSORBOARD_FOLDER", "TRAINING_STATE_FOLDER", "UNREADABLE",
+    "cpu_model", "default_run_name", "discard", "environment_record", "existing_run_state",
+    "find_runs", "git_commit", "is_run_folder", "list_runs", "read_run", "record_environment",
+    "restore", "run_folder_path", "runs_folder", "set_aside", "start_run", "utc_now",
+]

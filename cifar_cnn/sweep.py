@@ -3,7 +3,8 @@
 A sweep file (YAML) names a base and a grid and/or an explicit list of runs::
 
     name: lr-bs                    # optional prefix of every run name
-    output_dir: runs               # optional; default: base's output_dir, else "runs"
+    output_dir: runs               # optional; default: base's output_dir, else the
+                                   # project's runs folder (cifar_cnn.runs.runs_folder)
     workers: 1                     # optional; default: default_workers()
     base: {epochs: 2, data_source: ../shared/data/cifar10-jpeg.tar.gz}
     grid: {learning_rate: [0.001, 0.003], batch_size: [32, 64]}
@@ -33,7 +34,6 @@ name in front, and each gets its own environment. ``workers`` of them run side b
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -46,28 +46,25 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
+from cifar_cnn import runs as run_folders
 from cifar_cnn.config import RunConfig
-from cifar_cnn.records import utc_now, write_json
+from cifar_cnn.files import write_json
+from cifar_cnn.runs import COMPLETE, FAILED, PENDING, RUNNING, SKIPPED, utc_now
 from cifar_cnn.sweep_spec import (
-    DEFAULT_OUTPUT_DIR,
     SweepSpec,
     check_workers,
     expand_parameter_sets,
     load_sweep_file,
-    parse_assignment,
-    parse_grid_assignment,
-    parse_run_mapping,
     run_names,
     sanitize,
     varying_parameters,
 )
 
-# Run statuses in sweep.json. "skipped": complete before this sweep started.
-PENDING, RUNNING, COMPLETE, SKIPPED, FAILED = "pending", "running", "complete", "skipped", "failed"
-STATUSES = (PENDING, RUNNING, COMPLETE, SKIPPED, FAILED)
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Run statuses in sweep.json (defined with the run folder): "skipped" is complete before
+# this sweep started.
+STATUSES = run_folders.SWEEP_STATUSES
 
 # Lines of a run's output streamed when not verbose (the sweep reports each outcome itself).
 PROGRESS_LINE = re.compile(r"^(epoch \d+/\d+|resuming after epoch)")
@@ -124,41 +121,8 @@ class SweepRun:
         return record
 
 
-def _existing_run_state(run: SweepRun, config: RunConfig) -> tuple[str, str | None]:
-    """What the run folder already holds: ("new" | "resume" | "complete" | "conflict", why)."""
-    config_path = run.run_folder / "config.json"
-    if not config_path.is_file():
-        return "new", None
-    try:
-        previous = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        return "conflict", f"ValueError: {config_path} is unreadable ({error})."
-    current = config.to_dict()
-    # Where the folder is (output_dir may be spelled relative or absolute) and overwrite do
-    # not change what was trained. A parameter the earlier config lacks did not exist when
-    # it ran: it only counts when this sweep sets it, so adding a RunConfig field to the
-    # library does not turn every completed run into a conflict.
-    differing = sorted(name for name in current
-                       if name not in ("output_dir", "run_name", "overwrite")
-                       and previous.get(name) != current[name]
-                       and (name in previous or name in run.parameters))
-    complete = (run.run_folder / "metrics.json").is_file()
-    if complete and config.overwrite:
-        return "new", None
-    if differing:
-        held = "a completed run" if complete else "an interrupted run"
-        # Caught here rather than in the notebook, so nothing is executed to find it out.
-        return "conflict", (f"ValueError: run folder {run.run_folder} holds {held} with a "
-                            f"different config ({', '.join(differing)} differ). Change the "
-                            "sweep's name or output_dir, or remove that folder.")
-    return ("complete" if complete else "resume"), None
-
-
 def _read_test_accuracy(run_folder: Path) -> float | None:
-    try:
-        return json.loads((run_folder / "metrics.json").read_text()).get("test_accuracy")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
+    return run_folders.read_run(run_folder).test_accuracy
 
 
 def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
@@ -192,7 +156,7 @@ def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
             raise ValueError(f"runs[{index}]: run_name must be a plain folder name of letters, "
                              f"digits, '.', '_' and '-', got {run['run_name']!r}.")
     base = dict(spec.base)
-    output_dir = spec.output_dir or base.pop("output_dir", None) or DEFAULT_OUTPUT_DIR
+    output_dir = run_folders.runs_folder(spec.output_dir or base.pop("output_dir", None))
     base.pop("output_dir", None)
     parameter_sets = expand_parameter_sets(base, spec.grid, spec.runs)
     names = run_names(parameter_sets, prefix=spec.name)
@@ -200,7 +164,7 @@ def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
     for index, (parameters, name) in enumerate(zip(parameter_sets, names), start=1):
         parameters = {key: value for key, value in parameters.items() if key != "run_name"}
         run = SweepRun(index=index, run_name=name, parameters=parameters,
-                       run_folder=Path(output_dir) / name)
+                       run_folder=output_dir / name)
         try:
             config = RunConfig.from_parameters(run.notebook_parameters())
         except (ValueError, TypeError) as error:
@@ -208,16 +172,20 @@ def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
             run.error = f"{type(error).__name__}: {error}"
             runs.append(run)
             continue
-        state, problem = _existing_run_state(run, config)
-        if state == "complete":
+        # The one rule of run folders (runs.existing_run_state), as start_run applies it.
+        existing = run_folders.existing_run_state(run.run_folder, config,
+                                                  given_parameters=set(run.parameters))
+        if existing.state == run_folders.DONE:
             run.status, run.test_accuracy = SKIPPED, _read_test_accuracy(run.run_folder)
-            notebook = run.run_folder / "notebook.ipynb"
+            notebook = run.run_folder / run_folders.NOTEBOOK_FILE
             run.notebook = notebook if notebook.is_file() else None
-        elif state == "conflict":
-            run.status, run.failed_at, run.error = FAILED, "validation", problem
-        run.resumed = state == "resume"
+        elif existing.state == run_folders.CONFLICT:
+            # Caught here rather than in the notebook, so nothing is executed to find it out.
+            run.status, run.failed_at = FAILED, "validation"
+            run.error = f"ValueError: {existing.reason}"
+        run.resumed = existing.state == run_folders.RESUME
         runs.append(run)
-    return Path(output_dir), runs
+    return output_dir, runs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,21 +272,12 @@ class ExecutionRequest:
     on_output: Callable[[str], None]
 
 
-# Runs in the child process: papermill with the notebook's stdout and stderr copied to the
-# child's stdout (so the parent reads one stream) and without papermill's own cell logging.
-_CHILD_PROGRAM = """\
-import json, sys
-import papermill
-request = json.loads(sys.argv[1])
-papermill.execute_notebook(
-    request["notebook"], request["output_notebook"], parameters=request["parameters"],
-    cwd=request["cwd"], log_output=False, progress_bar=False,
-    stdout_file=sys.stdout, stderr_file=sys.stdout)
-"""
-
-
 def papermill_subprocess_executor(request: ExecutionRequest) -> int:
-    """Execute the notebook with papermill in a child ``python`` process, streaming its output.
+    """Execute the notebook in a child ``python`` process, streaming its output.
+
+    The child runs ``cifar_cnn.notebook_runner`` (the same path as ``cifar-cnn notebook``):
+    papermill with the notebook's standard output on the child's, its standard error in the
+    run folder's log.
 
     Args:
         request: What to execute.
@@ -326,10 +285,9 @@ def papermill_subprocess_executor(request: ExecutionRequest) -> int:
     Returns:
         The child's exit status (0: the notebook ran to the end).
     """
-    payload = json.dumps({"notebook": str(request.notebook),
-                          "output_notebook": str(request.output_notebook),
-                          "parameters": request.parameters, "cwd": str(request.cwd)})
-    with subprocess.Popen([sys.executable, "-c", _CHILD_PROGRAM, payload], cwd=request.cwd,
+    payload = json.dumps({"notebook": str(request.notebook), "parameters": request.parameters})
+    with subprocess.Popen([sys.executable, "-m", "cifar_cnn.notebook_runner", payload],
+                          cwd=request.cwd,
                           env=request.environment, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                           errors="replace", bufsize=1) as process:
@@ -401,7 +359,7 @@ class _Sweep:
         self.lock = threading.Lock()
         self.started_at = utc_now()
         self.finished_at: str | None = None
-        self.state = "running"
+        self.state = RUNNING
         self.comparison: dict[str, Path] | None = None
         self.to_execute = sum(run.status == PENDING for run in runs)
         self.started = 0
@@ -428,7 +386,7 @@ class _Sweep:
         return sum(run.status in (PENDING, RUNNING) for run in self.runs)
 
     def execute(self, run: SweepRun, environment: dict[str, str]) -> None:
-        output_notebook = run.run_folder / "notebook.ipynb"
+        output_notebook = run.run_folder / run_folders.NOTEBOOK_FILE
         tail: deque[str] = deque(maxlen=30)  # Kept for the error when the notebook has none.
         prefix = f"[{run.run_name}]"
 
@@ -455,13 +413,13 @@ class _Sweep:
         except Exception as exception:  # noqa: BLE001 - one broken run must not stop the sweep.
             returncode, error = None, f"{type(exception).__name__}: {exception}"
         seconds = time.perf_counter() - started
-        complete = returncode == 0 and (run.run_folder / "metrics.json").is_file()
+        complete = returncode == 0 and (run.run_folder / run_folders.METRICS_FILE).is_file()
         if not complete and error is None:
             error = notebook_error(output_notebook) if output_notebook.is_file() else None
             if error is None:
                 last = " | ".join(line.strip() for line in list(tail)[-5:] if line.strip())
-                error = (f"execution ended with exit status {returncode} without writing "
-                         f"metrics.json{': ' + last if last else ''}")
+                error = (f"execution ended with exit status {returncode} without "
+                         f"completing{': ' + last if last else ''}")
         with self.lock:
             run.finished_at, run.seconds = utc_now(), round(seconds, 3)
             run.notebook = output_notebook if output_notebook.is_file() else None
@@ -514,15 +472,15 @@ class _Sweep:
         summaries = []
         for run in self.runs:
             # A folder that failed validation holds someone else's config (or nothing).
-            if run.failed_at != "validation" and (run.run_folder / "config.json").is_file():
-                summary = compare.load_run(run.run_folder)
+            if run.failed_at != "validation" \
+                    and (run.run_folder / run_folders.CONFIG_FILE).is_file():
+                summary = run_folders.read_run(run.run_folder)
                 summary.name = run.run_name
             else:
-                summary = compare.RunSummary(name=run.run_name,
-                                             config=compare.nominal_config(run.parameters),
-                                             status="incomplete")
+                summary = run_folders.RunSummary(name=run.run_name,
+                                                 config=compare.nominal_config(run.parameters))
             if run.status == FAILED:
-                summary.status, summary.error = "failed", run.error
+                summary.status, summary.error = FAILED, run.error
             summaries.append(summary)
         name = f"{sanitize(self.spec.name)}-comparison" if self.spec.name else "comparison"
         self.comparison = compare.write_comparison(summaries, self.output_dir, name)
@@ -592,139 +550,3 @@ def run_sweep(sweep: SweepSpec | Mapping[str, Any] | str | Path, *, workers: int
                                                    for status, count in counts.items()))
     return SweepResult(output_dir=output_dir, runs=runs, status_path=sweep_runner.status_path,
                        comparison=sweep_runner.comparison)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``sweep`` command's arguments (for ``cifar-cnn sweep``).
-
-    Args:
-        parser: The command's parser; set its handler to :func:`command_sweep`.
-    """
-    parser.add_argument("sweep_file", nargs="?", default=None, metavar="SWEEP.yaml",
-                        help="sweep file with base, grid and/or runs (optional when --set, "
-                             "--grid or --run describe the sweep)")
-    parser.add_argument("--set", dest="set_values", action="append", default=[],
-                        metavar="NAME=VALUE",
-                        help="a parameter shared by every run (added to or replacing base); "
-                             "repeatable; values are YAML scalars: 1, 1e-3, null, true")
-    parser.add_argument("--grid", dest="grid_values", action="append", default=[],
-                        metavar="NAME=V1,V2",
-                        help="a parameter's values (or NAME=[V1, V2] as a YAML list), one run "
-                             "per combination with the other --grid axes; repeatable")
-    parser.add_argument("--run", dest="run_values", action="append", default=[],
-                        metavar="NAME=VALUE,...",
-                        help="one extra parameter set, as NAME=VALUE,NAME=VALUE or a YAML "
-                             "mapping '{learning_rate: 0.01}'; repeatable")
-    parser.add_argument("--name", default=None,
-                        help="sweep name: prefix of run names and of the status file")
-    parser.add_argument("--output-dir", default=None,
-                        help=f"folder of the run folders (default: {DEFAULT_OUTPUT_DIR})")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="notebooks executed side by side (default: 1 with a GPU, else "
-                             "one per two CPU cores; here "
-                             f"{default_workers()})")
-    parser.add_argument("--notebook", default=None,
-                        help="notebook to execute (default: the main notebook)")
-    parser.add_argument("--no-compare", dest="compare", action="store_false",
-                        help="do not write the comparison table and figure at the end")
-    parser.add_argument("--verbose", action="store_true",
-                        help="stream everything the notebooks print, not only epoch lines")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the planned runs and what would happen, execute nothing")
-
-
-def spec_from_arguments(arguments: argparse.Namespace) -> SweepSpec:
-    """Build the sweep from a sweep file and/or ``--set``, ``--grid`` and ``--run``.
-
-    Command-line values are applied on top of the file: ``--set`` replaces base values,
-    ``--grid`` replaces or adds a grid axis, ``--run`` appends runs.
-
-    Args:
-        arguments: Parsed by a parser set up with :func:`add_sweep_arguments`.
-
-    Returns:
-        The :class:`SweepSpec`.
-    """
-    has_values = arguments.set_values or arguments.grid_values or arguments.run_values
-    if arguments.sweep_file is None and not has_values:
-        raise ValueError("Nothing to sweep: give a sweep file, or --set/--grid/--run values "
-                         "(e.g. --set epochs=1 --grid learning_rate=0.001,0.003).")
-    spec = load_sweep_file(arguments.sweep_file) if arguments.sweep_file else SweepSpec()
-    spec.base.update(parse_assignment(text) for text in arguments.set_values)
-    spec.grid.update(parse_grid_assignment(text) for text in arguments.grid_values)
-    spec.runs.extend(parse_run_mapping(text) for text in arguments.run_values)
-    if arguments.name is not None:
-        if not sanitize(arguments.name):
-            raise ValueError(f"--name must contain a letter or digit, got {arguments.name!r}.")
-        spec.name = arguments.name
-    if arguments.output_dir is not None:
-        spec.output_dir = arguments.output_dir
-    if arguments.workers is not None:
-        spec.workers = check_workers(arguments.workers, where="--workers")
-    return spec
-
-
-def _print_plan(output_dir: Path, runs: Sequence[SweepRun], stream: TextIO) -> None:
-    what = {PENDING: "execute", SKIPPED: "skip (complete)", FAILED: "invalid"}
-    print(f"{len(runs)} run(s) in {output_dir}:", file=stream)
-    for run in runs:
-        action = "resume" if run.resumed else what.get(run.status, run.status)
-        parameters = ", ".join(f"{name}={value!r}" for name, value in run.parameters.items())
-        print(f"  {run.run_name}: {action} ({parameters})"
-              f"{f' - {run.error}' if run.error else ''}", file=stream)
-
-
-def command_sweep(arguments: argparse.Namespace) -> int:
-    """Run ``sweep``.
-
-    Args:
-        arguments: Parsed by a parser set up with :func:`add_sweep_arguments`.
-
-    Returns:
-        0 when every run completed (now or before), 1 when any failed; bad input raises
-        ``ValueError``.
-    """
-    spec = spec_from_arguments(arguments)
-    if arguments.dry_run:
-        output_dir, runs = plan_sweep(spec)
-        _print_plan(output_dir, runs, sys.stdout)
-        return EXIT_OK if not any(run.status == FAILED for run in runs) else EXIT_RUN_FAILED
-    result = run_sweep(spec, notebook=arguments.notebook, compare=arguments.compare,
-                       verbose=arguments.verbose)
-    return EXIT_RUN_FAILED if result.failed else EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cifar_cnn.sweep``: execute the main notebook once per parameter set.
-
-    Args:
-        argv: Arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        0 when every run completed, 1 when any run failed, 2 on bad input (the reason on
-        stderr), 130 when interrupted (Ctrl-C).
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m cifar_cnn.sweep",
-        description="Execute notebooks/cifar10_cnn.ipynb with papermill once per parameter "
-                    "set of a sweep (a YAML file and/or --set/--grid/--run), one run folder "
-                    "each, skipping completed runs; then compare them.")
-    add_sweep_arguments(parser)
-    arguments = parser.parse_args(argv)
-    try:
-        return command_sweep(arguments)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"sweep: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        # The runs in flight stop with their kernels; their folders keep the training state.
-        print("sweep: interrupted; the same command resumes it", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,6 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-DEFAULT_OUTPUT_DIR = "runs"
 SWEEP_KEYS = ("name", "output_dir", "workers", "base", "grid", "runs")
 
 # Short names for run names: "lr0.001-bs32" instead of "learning_rate0.001-batch_size32".

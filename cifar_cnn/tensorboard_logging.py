@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-TENSORBOARD_FOLDER = "tensorboard"
+from cifar_cnn.runs import TENSORBOARD_FOLDER
 
 
 def tensorboard_available() -> bool:
@@ -77,5 +77,5 @@ def tensorboard_callback(run_directory: str | Path):
                                        update_freq="epoch", profile_batch=0)
 
 
-__all__ = ["TENSORBOARD_FOLDER", "require_tensorboard", "tensorboard_available",
+__all__ = ["require_tensorboard", "tensorboard_available",
            "tensorboard_callback", "tensorboard_log_dir"]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import keras
 
+from cifar_cnn import runs
 from cifar_cnn.checkpoints import TrainingStateCheckpoint, restore_training_state
+from cifar_cnn.files import write_json
 from cifar_cnn.recipes import Recipe
-from cifar_cnn.records import write_json
 
 OPTIMIZERS = ("adam", "sgd_nesterov")
 SCHEDULES = ("constant", "warmup_linear_decay")
@@ -28,19 +29,18 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def learning_rate_schedule(recipe: Recipe, learning_rate: float, epochs: int,
-                           steps_per_epoch: int):
+def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
     """The recipe's learning rate as a constant or a Keras schedule.
 
     Args:
-        recipe: Names the schedule.
-        learning_rate: The peak learning rate.
-        epochs: Total epochs of the run.
+        recipe: The run's recipe (``RunConfig.training_recipe()``): names the schedule and
+            gives the peak learning rate and the epochs.
         steps_per_epoch: Optimizer steps per epoch.
 
     Returns:
         A float or a ``keras.optimizers.schedules.LearningRateSchedule``.
     """
+    learning_rate, epochs = recipe.learning_rate, recipe.epochs
     if recipe.schedule == "constant":
         return learning_rate
     if recipe.schedule == "warmup_linear_decay":
@@ -79,19 +79,17 @@ class _WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
-def make_optimizer(recipe: Recipe, learning_rate: float, epochs: int, steps_per_epoch: int):
+def make_optimizer(recipe: Recipe, steps_per_epoch: int):
     """Build the recipe's optimizer.
 
     Args:
-        recipe: Names the optimizer and schedule and gives the weight decay.
-        learning_rate: The peak learning rate.
-        epochs: Total epochs of the run.
+        recipe: The run's recipe: optimizer, schedule, learning rate, epochs, weight decay.
         steps_per_epoch: Optimizer steps per epoch.
 
     Returns:
         A ``keras.optimizers.Optimizer``.
     """
-    schedule = learning_rate_schedule(recipe, learning_rate, epochs, steps_per_epoch)
+    schedule = learning_rate_schedule(recipe, steps_per_epoch)
     decay = recipe.weight_decay or None
     if recipe.optimizer == "adam":
         return keras.optimizers.Adam(schedule, weight_decay=decay)
@@ -141,15 +139,14 @@ def make_loss(recipe: Recipe) -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy()
 
 
-def compile_model(model: keras.Model, recipe: Recipe, learning_rate: float, epochs: int,
-                  steps_per_epoch: int, jit_compile: bool | str = "auto") -> keras.Model:
+def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int,
+                  jit_compile: bool | str = "auto") -> keras.Model:
     """Compile with the recipe's optimizer, sparse cross-entropy and accuracy.
 
     Args:
         model: An uncompiled model ending in softmax probabilities.
-        recipe: The training recipe.
-        learning_rate: Peak learning rate.
-        epochs: Total epochs of the run (for schedules).
+        recipe: The run's recipe (``RunConfig.training_recipe()``), which holds the peak
+            learning rate and the epochs its schedule spans.
         steps_per_epoch: Optimizer steps per epoch (for schedules).
         jit_compile: Passed to ``model.compile`` (XLA).
 
@@ -157,7 +154,7 @@ def compile_model(model: keras.Model, recipe: Recipe, learning_rate: float, epoc
         The same model, compiled.
     """
     model.compile(
-        optimizer=make_optimizer(recipe, learning_rate, epochs, steps_per_epoch),
+        optimizer=make_optimizer(recipe, steps_per_epoch),
         loss=make_loss(recipe),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
@@ -242,11 +239,15 @@ class TrainingResult:
             ``val_loss`` and ``val_accuracy``.
         resumed_from_epoch: Epochs restored from an interrupted run (0 for a fresh run).
         train_seconds: Wall-clock seconds of this process's ``model.fit`` call.
+        strategy: The ``tf.distribute`` strategy's class name, once known.
+        replicas: How many replicas trained in sync.
     """
 
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
     train_seconds: float = 0.0
+    strategy: str | None = None
+    replicas: int = 1
 
     def series(self, name: str) -> list[float]:
         """Return one metric over the epochs (e.g. ``"val_accuracy"``)."""
@@ -272,14 +273,14 @@ def run_callbacks(run_directory: Path, epochs: int, resumed_from: int, *, extra_
         ``(history_recorder, callbacks)``.
     """
     run_directory = Path(run_directory)
-    recorder = HistoryRecorder(run_directory / "history.json", completed_epochs=resumed_from)
-    callbacks = [recorder, TrainingStateCheckpoint(run_directory / "training_state"),
+    recorder = HistoryRecorder(run_directory / runs.HISTORY_FILE, completed_epochs=resumed_from)
+    callbacks = [recorder, TrainingStateCheckpoint(run_directory / runs.TRAINING_STATE_FOLDER),
                  *extra_callbacks]
     if monitor_best:
         best_so_far = max((row.get("val_accuracy", -math.inf) for row in recorder.rows),
                           default=None)
         callbacks.append(keras.callbacks.ModelCheckpoint(
-            run_directory / "best.keras", monitor="val_accuracy", mode="max",
+            run_directory / runs.BEST_MODEL_FILE, monitor="val_accuracy", mode="max",
             save_best_only=True, initial_value_threshold=best_so_far))
     if print_epochs:
         callbacks.append(EpochLine(epochs))
@@ -313,7 +314,7 @@ def fit(model: keras.Model, train_dataset, epochs: int, run_directory: Path, *,
     """
     run_directory = Path(run_directory)
     run_directory.mkdir(parents=True, exist_ok=True)
-    state_directory = run_directory / "training_state"
+    state_directory = run_directory / runs.TRAINING_STATE_FOLDER
     resumed_from = restore_training_state(model, state_directory)
     recorder, callbacks = run_callbacks(
         run_directory, epochs, resumed_from, extra_callbacks=extra_callbacks,
@@ -325,7 +326,7 @@ def fit(model: keras.Model, train_dataset, epochs: int, run_directory: Path, *,
               validation_data=validation_dataset, callbacks=callbacks, verbose=0,
               shuffle=False)  # The tf.data pipeline already shuffles.
     train_seconds = time.perf_counter() - started
-    # The training state stays until the run folder is finalised (runs.finish_run): a kill
+    # The training state stays until the run folder is finished (RunFolder.finish): a kill
     # between here and there must still find every epoch done, not start again.
     return TrainingResult(history=recorder.rows, resumed_from_epoch=resumed_from,
                           train_seconds=train_seconds)

@@ -22,11 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_cnn import cli, evaluate, predict, runs, tensorboard_logging
+from cifar_cnn import cli, evaluate, images, predict, runs, tensorboard_logging
+from cifar_cnn.cli.runs import format_run_table
 from cifar_cnn.config import RunConfig
 from cifar_cnn.data import CLASS_NAMES
-from cifar_cnn.prediction_plots import prediction_contact_sheet
-from cifar_cnn.run_listing import format_run_table, list_runs
 
 ERROR_PREFIX = "cifar-cnn predict: error: "
 NOTE_PREFIX = "cifar-cnn predict: note: "
@@ -80,14 +79,14 @@ def trained_run(image_folder_archive, tmp_path_factory):
 @pytest.fixture
 def sample_images(tmp_path) -> SimpleNamespace:
     """Images of several sizes and formats, and a folder of more, as a user would have."""
-    images = tmp_path / "images"
+    root = tmp_path / "images"
     square = _noise(32, 32, seed=1)
     files = [
-        _save(images / "square.png", square),
-        _save(images / "wide.jpg", _noise(60, 100, seed=2), quality=95),
-        _save(images / "tall.png", _noise(250, 7, seed=3)),
+        _save(root / "square.png", square),
+        _save(root / "wide.jpg", _noise(60, 100, seed=2), quality=95),
+        _save(root / "tall.png", _noise(250, 7, seed=3)),
     ]
-    folder = images / "folder"
+    folder = root / "folder"
     _save(folder / "b.bmp", _noise(50, 40, seed=4))
     _save(folder / "a.webp", _noise(64, 64, seed=5), lossless=True)
     _save(folder / "c.gif", _noise(20, 30, seed=6))
@@ -210,7 +209,7 @@ def test_evaluate_follows_the_runs_tta_unless_told(trained_run, tmp_path, capsys
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--output", "figure.txt"], "--output figure.txt must end in one of .png"),
+    (["--output", "figure.txt"], "output figure.txt must end in one of .png"),
     (["--data-source", "no/such/archive.tar.gz"], "'no/such/archive.tar.gz' does not exist"),
 ])
 def test_evaluate_bad_options_exit_2_with_one_line(trained_run, tmp_path, monkeypatch, capsys,
@@ -231,7 +230,23 @@ def test_evaluate_explains_a_recorded_source_that_moved(trained_run, tmp_path, c
     assert cli.main(["evaluate", str(run_copy)]) == cli.EXIT_BAD_INPUT
     error = capsys.readouterr().err.strip()
     assert "'gone.tar.gz' does not exist" in error and "\n" not in error
-    assert f"recorded in {run_copy}/config.json; give --data-source" in error
+    assert f"recorded in {run_copy}/config.json; give another data_source (--data-source)" \
+        in error
+
+
+def test_evaluate_saved_model_is_the_library_side_of_the_command(trained_run, tmp_path):
+    figure = tmp_path / "library" / "cm.svg"
+    progress = []
+    report = evaluate.evaluate_saved_model(trained_run.folder, max_test_examples=50,
+                                           output=figure, progress=progress.append)
+    assert report.evaluation.accuracy == pytest.approx(trained_run.metrics["test_accuracy"],
+                                                       abs=1e-9)
+    assert report.run_folder == trained_run.folder and report.subset_seed == 42
+    assert report.test_examples == 50 and report.is_subset and not report.flip_tta
+    assert report.figure_path == figure and figure.read_text().lstrip().startswith("<?xml")
+    assert json.loads(report.results_path.read_text())["test_examples"] == 50
+    assert progress[0] == f"model: {trained_run.folder / 'model.keras'}"
+    assert progress[1].startswith("loading the test split of ")
 
 
 def test_evaluate_missing_model_exits_2(tmp_path, capsys):
@@ -257,7 +272,7 @@ def test_predict_in_a_fresh_process_matches_the_in_memory_model(trained_run, sam
     assert paths == [*sample_images.files, *sample_images.folder_files]
     assert document["failed"] == []
 
-    pixels = np.stack([predict.load_image(path).pixels for path in paths])
+    pixels = np.stack([images.load_image(path).pixels for path in paths])
     in_memory = evaluate.predict_probabilities(trained_run.model, pixels)
     reloaded = np.array([[entry["probabilities"][name] for name in CLASS_NAMES]
                          for entry in document["images"]])
@@ -293,7 +308,7 @@ def test_a_model_with_custom_layers_reloads_in_a_fresh_process(tmp_path):
                                                           "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert completed.returncode == 0, completed.stderr
     reloaded = json.loads(json_path.read_text())["images"][0]["probabilities"]
-    expected = evaluate.predict_probabilities(model, predict.load_image(image).pixels[None])[0]
+    expected = evaluate.predict_probabilities(model, images.load_image(image).pixels[None])[0]
     np.testing.assert_allclose([reloaded[name] for name in CLASS_NAMES], expected, atol=1e-5,
                                rtol=0)
 
@@ -316,7 +331,7 @@ def test_predict_reports_each_bad_input_and_still_classifies_the_others(trained_
                           str(not_an_image), str(truncated), str(empty_folder), str(gray),
                           str(rgba)])
     out, err = capsys.readouterr()
-    assert exit_code == cli.EXIT_SOME_INPUTS_FAILED
+    assert exit_code == cli.EXIT_SOME_FAILED
     errors = _lines(err, ERROR_PREFIX)
     for bad, reason in ((missing, "does not exist"),
                         (not_an_image, "cannot be decoded as an image"),
@@ -407,7 +422,7 @@ def test_predict_top_k_10_lists_every_class_once(trained_run, sample_images, cap
 # ---------------------------------------------------------------- image loading
 
 def test_a_32x32_image_reaches_the_model_pixel_for_pixel(sample_images):
-    loaded = predict.load_image(sample_images.files[0])
+    loaded = images.load_image(sample_images.files[0])
     np.testing.assert_array_equal(loaded.pixels, sample_images.square_pixels)
     assert loaded.notes == [] and loaded.original_size == (32, 32)
 
@@ -419,7 +434,7 @@ def test_a_32x32_image_reaches_the_model_pixel_for_pixel(sample_images):
 ])
 def test_any_size_and_format_becomes_32x32_rgb(tmp_path, name, size, image_format):
     path = _save(tmp_path / name, _noise(size[1], size[0]), image_format)
-    loaded = predict.load_image(path)
+    loaded = images.load_image(path)
     assert loaded.pixels.shape == (32, 32, 3) and loaded.pixels.dtype == np.uint8
     assert loaded.original_size == size and loaded.notes == []
 
@@ -430,19 +445,19 @@ def test_stretching_uses_lanczos_and_center_crop_keeps_the_middle(tmp_path):
     stripes[:, 32:64, 1] = 255
     stripes[:, 64:, 2] = 255
     path = _save(tmp_path / "stripes.png", stripes)
-    cropped = predict.load_image(path, resize="center-crop").pixels
+    cropped = images.load_image(path, resize="center-crop").pixels
     np.testing.assert_array_equal(cropped, np.broadcast_to([0, 255, 0], (32, 32, 3)))
-    stretched = predict.load_image(path, resize="stretch").pixels
+    stretched = images.load_image(path, resize="stretch").pixels
     expected = np.asarray(Image.fromarray(stripes).resize((32, 32), Image.Resampling.LANCZOS))
     np.testing.assert_array_equal(stretched, expected)
     assert stretched[:, 0, 0] == pytest.approx(255, abs=2) and stretched[:, -1, 2].min() > 250
     with pytest.raises(ValueError, match="valid choices: stretch, center-crop"):
-        predict.load_image(path, resize="squash")
+        images.load_image(path, resize="squash")
 
 
 def test_grayscale_is_copied_to_three_channels_with_a_note(tmp_path):
     gray = _noise(32, 32, channels=1)
-    loaded = predict.load_image(_save(tmp_path / "gray.png", gray))
+    loaded = images.load_image(_save(tmp_path / "gray.png", gray))
     for channel in range(3):
         np.testing.assert_array_equal(loaded.pixels[..., channel], gray)
     assert loaded.notes == ["grayscale: its gray level was copied to R, G and B."]
@@ -452,7 +467,7 @@ def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
     values = np.full((32, 32), 128 * 257, dtype=np.uint16)  # Mid gray in 16 bits.
     path = tmp_path / "deep.png"
     Image.fromarray(values).save(path)
-    loaded = predict.load_image(path)
+    loaded = images.load_image(path)
     assert np.all(loaded.pixels == 128)
     assert "16-bit grayscale" in loaded.notes[0]
 
@@ -461,7 +476,7 @@ def test_transparent_pixels_are_composited_on_white(tmp_path):
     pixels = _noise(32, 32, channels=4)
     pixels[..., 3] = 255
     pixels[:10, :, 3] = 0
-    loaded = predict.load_image(_save(tmp_path / "cutout.png", pixels))
+    loaded = images.load_image(_save(tmp_path / "cutout.png", pixels))
     assert np.all(loaded.pixels[:10] == 255)
     np.testing.assert_array_equal(loaded.pixels[10:], pixels[10:, :, :3])
     assert loaded.notes == ["RGBA with transparent pixels: composited on a white background."]
@@ -470,7 +485,7 @@ def test_transparent_pixels_are_composited_on_white(tmp_path):
 def test_an_opaque_rgba_image_keeps_its_colours(tmp_path):
     pixels = _noise(32, 32, channels=4)
     pixels[..., 3] = 255
-    loaded = predict.load_image(_save(tmp_path / "opaque.png", pixels))
+    loaded = images.load_image(_save(tmp_path / "opaque.png", pixels))
     np.testing.assert_array_equal(loaded.pixels, pixels[..., :3])
     assert loaded.notes == ["RGBA with an alpha channel but no transparent pixel: alpha dropped."]
 
@@ -478,11 +493,11 @@ def test_an_opaque_rgba_image_keeps_its_colours(tmp_path):
 def test_cmyk_animated_and_rotated_images_are_handled(tmp_path):
     cmyk = Image.fromarray(_noise(40, 40, channels=4), mode="CMYK")
     cmyk.save(tmp_path / "print.jpg")
-    assert predict.load_image(tmp_path / "print.jpg").notes == ["CMYK image: converted to RGB."]
+    assert images.load_image(tmp_path / "print.jpg").notes == ["CMYK image: converted to RGB."]
 
     first, second = (Image.new("RGB", (32, 32), color) for color in ((255, 0, 0), (0, 0, 255)))
     first.save(tmp_path / "blink.gif", save_all=True, append_images=[second], duration=100)
-    animated = predict.load_image(tmp_path / "blink.gif")
+    animated = images.load_image(tmp_path / "blink.gif")
     assert animated.notes == ["animated (2 frames): the first frame is used."]
     assert np.all(animated.pixels == [255, 0, 0])
 
@@ -493,17 +508,17 @@ def test_cmyk_animated_and_rotated_images_are_handled(tmp_path):
     exif = image.getexif()
     exif[0x0112] = 6
     image.save(tmp_path / "phone.jpg", quality=100, exif=exif.tobytes())
-    upright = predict.load_image(tmp_path / "phone.jpg").pixels
+    upright = images.load_image(tmp_path / "phone.jpg").pixels
     assert upright[:12].mean() < 10 and upright[-12:].mean() > 245  # black on top
 
 
 def test_undecodable_images_raise_a_clear_error(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(predict.ImageLoadError, match=r"broken\.jpg cannot be decoded as an image"):
-        predict.load_image(broken)
-    with pytest.raises(predict.ImageLoadError, match=r"nowhere\.png does not exist"):
-        predict.load_image(tmp_path / "nowhere.png")
+    with pytest.raises(images.ImageLoadError, match=r"broken\.jpg cannot be decoded as an image"):
+        images.load_image(broken)
+    with pytest.raises(images.ImageLoadError, match=r"nowhere\.png does not exist"):
+        images.load_image(tmp_path / "nowhere.png")
 
 
 def test_folders_expand_to_their_images_in_name_order(tmp_path):
@@ -514,7 +529,7 @@ def test_folders_expand_to_their_images_in_name_order(tmp_path):
     odd = _save(tmp_path / "image.data", _noise(8, 8), "PNG")
     empty = tmp_path / "empty"
     empty.mkdir()
-    paths, problems = predict.collect_image_paths([folder, odd, folder / "b.png", empty,
+    paths, problems = images.collect_image_paths([folder, odd, folder / "b.png", empty,
                                                    tmp_path / "gone.png"])
     # Named files are tried whatever their suffix; a path given twice is used once.
     assert paths == [folder / "a.JPG", folder / "b.png", odd]
@@ -522,7 +537,7 @@ def test_folders_expand_to_their_images_in_name_order(tmp_path):
         (empty, f"{empty} is a folder with no images in it (looked for files ending in .png, "
                 ".jpg, .bmp, .gif, .webp ...; subfolders are not searched)."),
         (tmp_path / "gone.png", f"{tmp_path / 'gone.png'} does not exist.")]
-    assert {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif"} <= predict.openable_suffixes()
+    assert {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif"} <= images.openable_suffixes()
 
 
 def test_top_k_orders_by_probability_and_checks_k():
@@ -546,18 +561,6 @@ def test_progress_counter_draws_only_on_a_terminal():
     assert pipe.getvalue() == ""
 
 
-def test_contact_sheet_has_one_titled_tile_per_image():
-    images = np.stack([_noise(32, 32, seed=seed) for seed in range(7)])
-    rankings = [[("cat", 0.5), ("dog", 0.3), ("frog", 0.1)]] * 7
-    figure = prediction_contact_sheet(images, [f"image-{i}.png" for i in range(7)], rankings,
-                                      columns=4)
-    tiles = [axis for axis in figure.axes if axis.images]
-    assert len(tiles) == 7 and len(figure.axes) == 8
-    assert tiles[0].get_title() == "image-0.png\ncat 50%\ndog 30%\nfrog 10%"
-    with pytest.raises(ValueError, match="one entry per image"):
-        prediction_contact_sheet(images, ["one name"], rankings)
-
-
 # ---------------------------------------------------------------- runs
 
 def test_runs_lists_every_run_sorted_with_status_and_accuracy(trained_run, tmp_path, capsys):
@@ -571,7 +574,7 @@ def test_runs_lists_every_run_sorted_with_status_and_accuracy(trained_run, tmp_p
                                                           {"epoch": 2, "seconds": 3.0}]))
     broken = output_dir / "z-broken"
     broken.mkdir()
-    (broken / "metrics.json").write_text("{ half written")
+    (broken / "config.json").write_text("{ half written")
     (output_dir / "not-a-run").mkdir()  # No run files: not listed.
 
     assert cli.main(["runs", str(output_dir)]) == 0
@@ -603,8 +606,9 @@ def test_runs_in_a_subprocess_and_on_empty_or_missing_folders(trained_run, tmp_p
 
 def test_run_table_formats_missing_values_as_dashes(tmp_path):
     (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "config.json").write_text("{}")
     (tmp_path / "fresh" / "run.json").write_text(json.dumps({"status": "running"}))
-    summaries = list_runs(tmp_path)
+    summaries = runs.list_runs(tmp_path)
     assert [(summary.name, summary.status) for summary in summaries] == [("fresh", "incomplete")]
     assert format_run_table(summaries).splitlines()[1].split() == ["fresh", "-", "-", "-",
                                                                    "incomplete", "-"]
@@ -613,7 +617,7 @@ def test_run_table_formats_missing_values_as_dashes(tmp_path):
 # ---------------------------------------------------------------- help
 
 @pytest.mark.parametrize("command", [[], ["train"], ["notebook"], ["evaluate"], ["predict"],
-                                     ["runs"]])
+                                     ["runs"], ["sweep"], ["compare"]])
 def test_help_exits_0_for_every_command(command, capsys):
     with pytest.raises(SystemExit) as raised:
         cli.main([*command, "--help"])
@@ -622,6 +626,41 @@ def test_help_exits_0_for_every_command(command, capsys):
     assert out.startswith(f"usage: cifar-cnn {command[0]}" if command else "usage: cifar-cnn")
     if command in (["evaluate"], ["predict"], ["runs"]):
         assert "example:" in out and "exit codes" in out
+
+
+_HEAVY_MODULES = ("tensorflow", "keras", "matplotlib", "yaml", "papermill")
+
+# Runs in a fresh interpreter: whatever the test process imported must not count.
+_LIGHT_COMMANDS_PROGRAM = """
+import contextlib, io, sys
+from cifar_cnn import cli
+
+def quietly(argv):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return cli.main(argv)
+        except SystemExit as done:
+            return done.code
+
+assert quietly(["--help"]) == 0
+for command in ("train", "notebook", "evaluate", "predict", "runs", "sweep", "compare"):
+    assert quietly([command, "--help"]) == 0, command
+assert quietly(["runs", sys.argv[1]]) == 0
+print(" ".join(sorted(name for name in {heavy} if name in sys.modules)) or "none")
+"""
+
+
+def test_help_and_runs_import_no_heavy_library(tmp_path):
+    run_folder = tmp_path / "runs" / "fake"
+    run_folder.mkdir(parents=True)
+    (run_folder / "config.json").write_text(json.dumps({"recipe": "seed", "epochs": 2}))
+    (run_folder / "history.json").write_text(json.dumps([{"epoch": 1, "seconds": 1.0}]))
+    completed = subprocess.run(
+        [sys.executable, "-c", _LIGHT_COMMANDS_PROGRAM.format(heavy=_HEAVY_MODULES),
+         str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    # Building the parser or listing runs must stay instant: no TensorFlow, no matplotlib.
+    assert completed.stdout.split() == ["none"]
 
 
 def test_predict_help_documents_the_image_policy(capsys):

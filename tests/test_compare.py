@@ -10,7 +10,7 @@ import papermill
 import pytest
 from matplotlib.figure import Figure
 
-from cifar_cnn import compare
+from cifar_cnn import cli, compare, plots
 from cifar_cnn.config import RunConfig
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -136,23 +136,23 @@ def test_load_errors_name_the_problem(runs_dir, problem, message):
 
 def test_figures_draw_every_curve_and_every_bar(runs_dir):
     runs = compare.load_runs(runs_dir)
-    curves = compare.validation_curves_figure(runs)
+    curves = plots.validation_curves_figure(runs)
     assert isinstance(curves, Figure)
     axis = curves.axes[0]
     assert [line.get_label() for line in axis.get_lines()] == [run.name for run in runs]
     assert list(axis.get_lines()[1].get_ydata()) == [0.35, 0.6, 0.55]
     assert axis.get_ylabel() == "test accuracy per epoch (no validation split)"
-    bars = compare.accuracy_bars_figure(runs).axes[0]
+    bars = plots.accuracy_bars_figure(runs).axes[0]
     assert [patch.get_width() for patch in bars.patches] == [0.41, 0.52, 0.0]
     assert [text.get_text() for text in bars.texts] == ["0.4100", "0.5200", "incomplete"]
-    combined = compare.comparison_figure(runs)
+    combined = plots.comparison_figure(runs)
     assert len(combined.axes) == 2 and len(combined.axes[0].get_lines()) == 3
 
 
 def test_command_writes_csv_markdown_and_png_and_prints_the_table(runs_dir, tmp_path, capsys):
     output = tmp_path / "report"
-    assert compare.main([str(runs_dir), "--pattern", "lr0.003*", "--output-dir", str(output),
-                         "--name", "lr3"]) == 0
+    assert cli.main(["compare", str(runs_dir), "--pattern", "lr0.003*", "--output-dir",
+                     str(output), "--name", "lr3"]) == 0
     printed = capsys.readouterr().out
     assert "| lr0.003-bs32 | 32 | complete | 0.5200 |" in printed
     assert (output / "lr3.png").read_bytes()[:4] == b"\x89PNG"
@@ -160,11 +160,21 @@ def test_command_writes_csv_markdown_and_png_and_prints_the_table(runs_dir, tmp_
     with (output / "lr3.csv").open() as handle:
         assert [row["batch_size"] for row in csv.DictReader(handle)] == ["32", "64"]
     # By default the files go into the runs folder given.
-    assert compare.main([str(runs_dir)]) == 0
+    assert cli.main(["compare", str(runs_dir)]) == 0
     assert {"comparison.csv", "comparison.md", "comparison.png"} <= \
         {path.name for path in runs_dir.iterdir()}
-    assert compare.main([str(runs_dir / "nowhere")]) == 2
+    assert cli.main(["compare", str(runs_dir / "nowhere")]) == cli.EXIT_BAD_INPUT
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_command_cannot_write_where_a_file_stands_exits_2_with_one_line(runs_dir, tmp_path,
+                                                                         capsys):
+    blocking_file = tmp_path / "report"
+    blocking_file.write_text("a file, not a folder")
+    assert cli.main(["compare", str(runs_dir), "--output-dir", str(blocking_file)]) == \
+        cli.EXIT_BAD_INPUT
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cifar-cnn compare: error: ") and "\n" not in error
 
 
 def test_compare_notebook_parameters():

@@ -69,14 +69,50 @@ def test_quick_mode_shrinks_the_run_from_the_environment():
     assert RunConfig.from_parameters({}, environ={"CIFAR_CNN_QUICK": "0"}).epochs == 20
 
 
-def test_notebook_parameters_keep_values_and_drop_modules_functions_and_ipython_names():
+def test_notebook_parameters_read_exactly_the_parameter_names():
+    # After a first "Run All" the namespace also holds the notebook's own variables: they
+    # are not parameters and must not stop a second run of the config cell.
     namespace = {
-        "recipe": "seed", "epochs": 2, "data_source": None, "misspelt": 3,
-        "sys": types, "print_it": lambda: None, "RunConfig": RunConfig,
-        "In": [], "Out": {}, "_": None, "_private": 1, "get_ipython": print,
+        "recipe": "seed", "epochs": 2, "data_source": None, "config": object(),
+        "model": object(), "figures": {}, "index": 7, "sys": types, "RunConfig": RunConfig,
+        "In": ["", 'recipe = "seed"\nepochs = None', "config = ..."], "Out": {},
     }
     assert notebook_parameters(namespace) == {"recipe": "seed", "epochs": 2,
-                                              "data_source": None, "misspelt": 3}
+                                              "data_source": None}
+
+
+def test_notebook_parameters_refuse_a_name_papermill_injected_by_mistake():
+    injected = "# Parameters\nepoch = 5\nrecipe = \"airbench\"\n"
+    namespace = {"recipe": "airbench", "epoch": 5, "In": ["", "recipe = 'seed'", injected]}
+    with pytest.raises(ValueError, match=r"Unknown parameter\(s\) epoch; valid parameters"):
+        notebook_parameters(namespace)
+
+
+def test_training_recipe_carries_the_runs_overrides():
+    config = RunConfig.from_parameters({"recipe": "airbench", "epochs": 3, "learning_rate": 0.5,
+                                        "tta": False}, environ={})
+    recipe = config.training_recipe()
+    assert (recipe.name, recipe.epochs, recipe.learning_rate) == ("airbench", 3, 0.5)
+    assert recipe.batch_size == config.batch_size and recipe.flip_test_time_augmentation is False
+    assert recipe.precision == config.mixed_precision
+
+
+def test_config_is_a_leaf_that_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, cifar_cnn.config, cifar_cnn.runs; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib', 'yaml', 'papermill') "
+            "if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    assert output.strip() == "[]"
+
+
+def test_describe_lists_every_parameter_on_its_own_line():
+    lines = RunConfig.from_parameters({"epochs": 3}, environ={}).describe().splitlines()
+    assert [line.split()[0] for line in lines] == list(RunConfig.parameter_names())
+    assert "epochs              3" in lines
 
 
 def test_parameter_names_are_the_fields_in_order():

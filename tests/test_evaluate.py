@@ -1,7 +1,11 @@
 """Evaluation: accuracy, per-class accuracy, confusion matrix, loss, mistakes, test-time flips."""
 
+import io
+import sys
+
 import keras
 import numpy as np
+import pytest
 
 from cifar_cnn import evaluate
 
@@ -47,3 +51,52 @@ def test_flip_augmentation_averages_an_image_and_its_mirror():
     flipped = evaluate.predict_probabilities(model, image, flip_augmentation=True)
     assert plain[0, 0] > plain[0, 1]
     np.testing.assert_allclose(flipped[0], [0.5, 0.5], atol=1e-6)
+
+
+def _mean_brightness_model():
+    # Two classes scored from the image's mean pixel: a model whose outputs differ per image.
+    inputs = keras.Input((32, 32, 3))
+    mean = keras.layers.Lambda(lambda x: keras.ops.mean(x, axis=(1, 2, 3)) / 255.0)(inputs)
+    scores = keras.layers.Lambda(
+        lambda value: keras.ops.softmax(keras.ops.stack([value, 1.0 - value], axis=1)))(mean)
+    return keras.Model(inputs, scores)
+
+
+def test_chunks_give_the_probabilities_of_one_pass_and_options_are_keywords():
+    model = _mean_brightness_model()
+    images = np.random.default_rng(0).integers(0, 256, (23, 32, 32, 3)).astype(np.uint8)
+    whole = evaluate.predict_probabilities(model, images, batch_size=32)
+    chunked = evaluate.predict_probabilities(model, images, batch_size=4, chunk_size=6)
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    assert chunked.shape == (23, 2) and chunked.dtype == np.float32
+    empty = evaluate.predict_probabilities(model, images[:0])
+    assert empty.shape == (0, 2)
+    with pytest.raises(TypeError):
+        evaluate.predict_probabilities(model, images, 4, True)  # Options are keyword-only.
+
+
+def test_progress_counter_is_off_by_default_and_counts_chunks_on_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    model = _mean_brightness_model()
+    images = np.zeros((10, 32, 32, 3), dtype=np.uint8)
+    evaluate.predict_probabilities(model, images, batch_size=2, chunk_size=4)
+    assert terminal.getvalue() == ""
+    evaluate.predict_probabilities(model, images, batch_size=2, chunk_size=4,
+                                   progress_label="predicting")
+    assert terminal.getvalue() == "\rpredicting: 4/10\rpredicting: 8/10\rpredicting: 10/10\n"
+
+
+def test_evaluation_figure_goes_beside_the_model_unless_given(tmp_path):
+    assert evaluate.evaluation_figure_path(tmp_path / "model.keras") == \
+        tmp_path / "evaluation" / "confusion_matrix.png"
+    assert evaluate.evaluation_figure_path(tmp_path / "best.keras") == \
+        tmp_path / "evaluation-best" / "confusion_matrix.png"
+    assert evaluate.evaluation_figure_path(tmp_path / "model.keras", tmp_path / "cm.pdf") == \
+        tmp_path / "cm.pdf"
+    with pytest.raises(ValueError, match="must end in one of .png"):
+        evaluate.evaluation_figure_path(tmp_path / "model.keras", "figure.txt")

@@ -12,6 +12,7 @@ import nbformat
 import papermill
 import pytest
 
+from cifar_cnn import experiment
 from cifar_cnn.config import RunConfig
 from cifar_cnn.data import CLASS_NAMES
 from cifar_cnn.notebook_runner import execute_notebook, main_notebook_path
@@ -36,8 +37,8 @@ def test_papermill_run_writes_a_complete_run_folder(image_folder_archive, tmp_pa
     assert metrics["monitored_on"] == "validation" and metrics["best_epoch"] in (1, 2)
     history = json.loads((run_folder / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2] and "val_accuracy" in history[0]
-    for figure in ("sample_grid", "class_balance", "training_curves", "per_class_accuracy",
-                   "confusion_matrix", "misclassified", "prediction"):
+    for figure in experiment.DATA_FIGURES + experiment.TRAINING_FIGURES \
+            + experiment.EVALUATION_FIGURES:
         assert (run_folder / "figures" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG", figure
     assert (run_folder / "model.keras").is_file() and (run_folder / "best.keras").is_file()
     run_record = json.loads((run_folder / "run.json").read_text())
@@ -79,7 +80,8 @@ def test_nbval_executes_the_committed_notebook_in_quick_mode(image_folder_archiv
     # nbval runs the kernel in the notebook's folder: a copy keeps run folders out of the repo.
     notebook_copy = tmp_path / NOTEBOOK.name
     shutil.copy(NOTEBOOK, notebook_copy)
-    environment = dict(os.environ, CIFAR_CNN_QUICK="1", CIFAR10_SOURCE=str(image_folder_archive))
+    environment = dict(os.environ, CIFAR_CNN_QUICK="1", CIFAR10_SOURCE=str(image_folder_archive),
+                       CIFAR_CNN_RUNS_DIR=str(tmp_path / "runs"))
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
          notebook_copy.name], cwd=tmp_path, env=environment, capture_output=True, text=True,

@@ -1,11 +1,14 @@
 """Figures: each plot returns a Figure with the expected content and opens no pyplot window."""
 
+import inspect
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from cifar_cnn import plots  # noqa: E402
@@ -68,3 +71,26 @@ def test_misclassified_gallery_and_bars_and_balance():
     balance = plots.class_balance({"train": LABELS, "test": LABELS[:10]}, CLASS_NAMES)
     heights = [patch.get_height() for patch in balance.axes[0].patches]
     assert heights == [3] * 10 + [1] * 10
+
+
+def test_contact_sheet_has_one_titled_tile_per_image():
+    images = np.random.default_rng(7).integers(0, 256, (7, 32, 32, 3)).astype(np.uint8)
+    rankings = [[("cat", 0.5), ("dog", 0.3), ("frog", 0.1)]] * 7
+    figure = plots.prediction_contact_sheet(images, [f"image-{i}.png" for i in range(7)],
+                                            rankings, columns=4)
+    tiles = [axis for axis in figure.axes if axis.images]
+    assert len(tiles) == 7 and len(figure.axes) == 8
+    assert tiles[0].get_title() == "image-0.png\ncat 50%\ndog 30%\nfrog 10%"
+    with pytest.raises(ValueError, match="one entry per image"):
+        plots.prediction_contact_sheet(images, ["one name"], rankings)
+
+
+def test_every_figure_function_is_exported_by_the_package():
+    modules = (plots.data, plots.training, plots.evaluation, plots.predictions,
+               plots.comparison)
+    defined = {name for module in modules for name, value in vars(module).items()
+               if inspect.isfunction(value) and value.__module__ == module.__name__
+               and not name.startswith("_")}
+    assert defined == set(plots.__all__)
+    assert all(getattr(plots, name).__module__.startswith("cifar_cnn.plots.")
+               for name in plots.__all__)

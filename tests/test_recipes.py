@@ -1,5 +1,7 @@
 """Recipes and their parts: augmentation, whitening, identity init, bias scaling, loss, precision."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ def test_every_recipe_builds_a_model_ending_in_probabilities():
         model = models.build_model(
             recipe.model, preprocessing=preprocessing_layer(recipe.preprocessing, IMAGES),
             train_images=IMAGES)
-        train.compile_model(model, recipe, recipe.learning_rate, 2, 3)
+        train.compile_model(model, dataclasses.replace(recipe, epochs=2), steps_per_epoch=3)
         probabilities = model.predict(IMAGES[:2].astype(np.float32), verbose=0)
         assert probabilities.shape == (2, 10), name
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4, err_msg=name)
@@ -105,8 +107,8 @@ def test_label_smoothing_loss_matches_keras_categorical_crossentropy():
 
 
 def test_warmup_can_start_above_zero():
-    recipe = get_recipe("airbench")
-    schedule = train.learning_rate_schedule(recipe, 1.0, epochs=10, steps_per_epoch=10)
+    recipe = dataclasses.replace(get_recipe("airbench"), learning_rate=1.0, epochs=10)
+    schedule = train.learning_rate_schedule(recipe, steps_per_epoch=10)
     assert float(schedule(0)) == pytest.approx(0.2)
     assert float(schedule(20)) == pytest.approx(1.0)
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-6)

@@ -1,11 +1,15 @@
-"""Run folders: what they record, when they resume, and that completed runs are not overwritten."""
+"""Run folders: what they record, the one reuse rule, reading them back, and one home for names."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from cifar_cnn import runs
 from cifar_cnn.config import RunConfig
+
+PACKAGE = Path(runs.__file__).resolve().parent
 
 
 def _config(tmp_path, **overrides):
@@ -13,17 +17,22 @@ def _config(tmp_path, **overrides):
     return RunConfig.from_parameters(parameters, environ={})
 
 
-def test_start_run_records_config_versions_and_commit(tmp_path):
+def test_start_run_records_config_and_status_without_tensorflow(tmp_path):
     run = runs.start_run(_config(tmp_path))
     assert run.path == tmp_path / "r1" and not run.resumed
-    assert json.loads((run.path / "config.json").read_text())["recipe"] == "seed"
-    record = json.loads((run.path / "run.json").read_text())
-    assert record["status"] == "running"
-    environment = record["environment"]
+    assert json.loads((run.path / runs.CONFIG_FILE).read_text())["recipe"] == "seed"
+    record = json.loads((run.path / runs.RUN_RECORD_FILE).read_text())
+    assert record["status"] == runs.RUNNING and record["first_started_at"] == record["started_at"]
+    assert not run.is_complete()
+
+
+def test_record_environment_adds_versions_machine_and_commit(tmp_path):
+    run = runs.start_run(_config(tmp_path))
+    runs.record_environment(run)
+    environment = json.loads((run.path / runs.RUN_RECORD_FILE).read_text())["environment"]
     for key in ("tensorflow", "keras", "numpy", "python", "cifar_cnn", "processor", "git"):
         assert environment[key] is not None
     assert set(environment["git"]) == {"commit", "dirty"}
-    assert not run.is_complete()
 
 
 def test_default_run_names_are_new_folders(tmp_path):
@@ -33,15 +42,16 @@ def test_default_run_names_are_new_folders(tmp_path):
 
 def test_finish_marks_complete_and_removes_resume_state(tmp_path):
     run = runs.start_run(_config(tmp_path))
-    (run.path / "training_state").mkdir()
-    (run.path / "training_state" / "epoch-0001.weights.h5").write_bytes(b"x")
+    (run.training_state_path).mkdir()
+    (run.training_state_path / "epoch-0001.weights.h5").write_bytes(b"x")
     with pytest.raises(ValueError, match="test_accuracy"):
         run.finish({"accuracy": 1})
     assert not run.is_complete()
     run.finish({"test_accuracy": 0.5})
     assert run.is_complete()
-    assert json.loads((run.path / "run.json").read_text())["status"] == "complete"
-    assert not (run.path / "training_state").exists()
+    assert runs.read_run(run.path).status == runs.COMPLETE
+    assert json.loads((run.path / runs.RUN_RECORD_FILE).read_text())["status"] == runs.COMPLETE
+    assert not run.training_state_path.exists()
 
 
 def test_completed_run_is_not_overwritten_unless_asked(tmp_path):
@@ -49,18 +59,122 @@ def test_completed_run_is_not_overwritten_unless_asked(tmp_path):
     run.finish({"test_accuracy": 0.5})
     with pytest.raises(ValueError, match="already holds a completed run.*overwrite=True"):
         runs.start_run(_config(tmp_path))
-    assert json.loads((run.path / "metrics.json").read_text())["test_accuracy"] == 0.5
+    assert json.loads((run.path / runs.METRICS_FILE).read_text())["test_accuracy"] == 0.5
     replaced = runs.start_run(_config(tmp_path, overwrite=True))
-    assert not replaced.is_complete()
+    assert not replaced.is_complete() and replaced.replaced is not None
+    # The replaced run waits, hidden, until its replacement completes.
+    assert replaced.replaced.name.startswith(".") and replaced.replaced.is_dir()
+    assert runs.find_runs(tmp_path) == [replaced.path]
+    replaced.finish({"test_accuracy": 0.7})
+    assert [path.name for path in tmp_path.iterdir()] == ["r1"]
+    assert runs.read_run(tmp_path / "r1").test_accuracy == 0.7
+
+
+def test_a_failed_replacement_puts_the_completed_run_back(tmp_path):
+    original = runs.start_run(_config(tmp_path))
+    (original.path / "model.keras").write_bytes(b"the original model")
+    original.finish({"test_accuracy": 0.5})
+    replacement = runs.start_run(_config(tmp_path, overwrite=True, epochs=3))
+    replacement.fail(RuntimeError("data source vanished"))
+    assert [path.name for path in tmp_path.iterdir()] == ["r1"]
+    restored = runs.read_run(tmp_path / "r1")
+    assert restored.status == runs.COMPLETE and restored.test_accuracy == 0.5
+    assert (tmp_path / "r1" / "model.keras").read_bytes() == b"the original model"
+
+
+def test_a_failure_is_recorded_and_the_run_can_resume(tmp_path):
+    run = runs.start_run(_config(tmp_path, epochs=5))
+    run.fail(ValueError("bad\nthing"))
+    summary = runs.read_run(run.path)
+    assert summary.status == runs.FAILED and summary.error == "ValueError: bad thing"
+    assert runs.start_run(_config(tmp_path, epochs=5)).resumed
 
 
 def test_interrupted_run_resumes_only_with_the_same_config(tmp_path):
     runs.start_run(_config(tmp_path, epochs=5))
     with pytest.raises(ValueError, match="different config \\(epochs differ\\)"):
         runs.start_run(_config(tmp_path, epochs=6))
-    again = runs.start_run(_config(tmp_path, epochs=5))
-    assert again.resumed
-    assert "first_started_at" in json.loads((again.path / "run.json").read_text())
+    again = runs.start_run(_config(tmp_path, epochs=5, strategy="default"))
+    assert again.resumed  # The strategy may change between a run and its restart.
+    assert json.loads((again.path / runs.RUN_RECORD_FILE).read_text())["first_started_at"]
+
+
+@pytest.mark.parametrize("setup, overrides, state", [
+    ("nothing", {}, runs.NEW),
+    ("interrupted", {}, runs.RESUME),
+    ("interrupted", {"overwrite": True}, runs.RESUME),
+    ("interrupted", {"epochs": 7}, runs.CONFLICT),
+    ("interrupted", {"epochs": 7, "overwrite": True}, runs.REPLACE),
+    ("complete", {}, runs.DONE),
+    ("complete", {"overwrite": True}, runs.REPLACE),
+    ("complete", {"seed": 1}, runs.CONFLICT),
+    ("damaged", {}, runs.CONFLICT),
+    ("complete", {"output_dir": "elsewhere", "strategy": "mirrored"}, runs.DONE),
+])
+def test_one_rule_decides_what_a_folder_may_hold(tmp_path, setup, overrides, state):
+    path = tmp_path / "r1"
+    if setup != "nothing":
+        run = runs.start_run(_config(tmp_path, epochs=5))
+        if setup == "complete":
+            run.finish({"test_accuracy": 0.5})
+        if setup == "damaged":
+            (path / runs.CONFIG_FILE).write_text("{half")
+    config = _config(tmp_path, **{"epochs": 5, **overrides})
+    assert runs.existing_run_state(path, config).state == state
+
+
+def test_a_field_the_earlier_config_lacks_counts_only_when_given(tmp_path):
+    run = runs.start_run(_config(tmp_path))
+    run.finish({"test_accuracy": 0.5})
+    recorded = json.loads((run.path / runs.CONFIG_FILE).read_text())
+    del recorded["tensorboard"]  # As if written before the field existed.
+    (run.path / runs.CONFIG_FILE).write_text(json.dumps(recorded))
+    assert runs.existing_run_state(run.path, _config(tmp_path)).state == runs.DONE
+    assert runs.existing_run_state(run.path, _config(tmp_path),
+                                   given_parameters={"tensorboard"}).state == runs.CONFLICT
+
+
+def test_read_run_never_raises_and_find_runs_skips_non_runs(tmp_path):
+    good = runs.start_run(_config(tmp_path, run_name="good"))
+    good.finish({"test_accuracy": 0.25, "epochs": 2, "recipe": "seed"})
+    runs.start_run(_config(tmp_path, run_name="damaged"))
+    (tmp_path / "damaged" / runs.HISTORY_FILE).write_text("[{")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("not a run")
+    (tmp_path / "failed-early").mkdir()
+    (tmp_path / "failed-early" / runs.NOTEBOOK_FILE).write_text("{}")
+    summaries = {summary.name: summary for summary in runs.list_runs(tmp_path)}
+    assert sorted(summaries) == ["damaged", "failed-early", "good"]
+    assert summaries["good"].status == runs.COMPLETE and summaries["good"].epochs_done == 2
+    assert summaries["damaged"].status == runs.UNREADABLE
+    assert "not valid JSON" in summaries["damaged"].problem
+    assert summaries["failed-early"].status == runs.INCOMPLETE
+    assert runs.find_runs(tmp_path, "go*") == [tmp_path / "good"]
+    assert runs.find_runs(tmp_path / "good") == [tmp_path / "good"]
+    with pytest.raises(FileNotFoundError, match="is not a folder of runs"):
+        runs.find_runs(tmp_path / "missing")
+
+
+def test_runs_land_in_one_folder_whatever_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(runs.RUNS_FOLDER_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    checkout = PACKAGE.parent
+    assert runs.runs_folder() == checkout / "runs"
+    monkeypatch.chdir(checkout / "notebooks")
+    assert runs.runs_folder() == checkout / "runs"
+    monkeypatch.setenv(runs.RUNS_FOLDER_VARIABLE, str(tmp_path / "mine"))
+    assert runs.runs_folder() == tmp_path / "mine"
+    assert runs.runs_folder("given") == Path("given")
+
+
+def test_bad_run_names_and_output_dirs_are_refused_up_front(tmp_path):
+    with pytest.raises(ValueError, match="at most 100 characters"):
+        _config(tmp_path, run_name="x" * 300)
+    with pytest.raises(ValueError, match="plain folder name"):
+        _config(tmp_path, run_name=".hidden")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="cannot create run folder"):
+        runs.start_run(_config(tmp_path / "a-file"))
 
 
 def test_save_figure_and_model_leave_no_partial_files(tmp_path):
@@ -77,3 +191,29 @@ def test_save_figure_and_model_leave_no_partial_files(tmp_path):
     assert run.model_path.is_file()
     leftovers = [p.name for p in run.path.rglob("*") if "partial" in p.name]
     assert leftovers == []
+
+
+# The run folder's file names live in cifar_cnn/runs.py; every other module imports them.
+RUN_FILE_NAMES = ("config.json", "run.json", "history.json", "metrics.json", "model.keras",
+                  "best.keras", "notebook.ipynb", "run.log", "training_state")
+
+
+def test_run_folder_file_names_are_defined_in_one_module_only():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "runs.py" and path.parent == PACKAGE:
+            continue
+        text = path.read_text()
+        for name in RUN_FILE_NAMES:
+            if re.search(rf"[\"']{re.escape(name)}[\"']", text):
+                offenders.append(f"{path.relative_to(PACKAGE)}: {name}")
+    assert offenders == []
+
+
+def test_status_words_atomic_writes_and_timestamps_have_one_home():
+    definitions = {"utc_now": r"^def utc_now\(", "atomic write": r"\.partial",
+                   "status words": r"^[A-Z_, ]*= \"(complete|failed|pending)\""}
+    for concept, pattern in definitions.items():
+        homes = [path.name for path in sorted(PACKAGE.rglob("*.py"))
+                 if re.search(pattern, path.read_text(), re.MULTILINE)]
+        assert len(homes) == 1, (concept, homes)

@@ -1,5 +1,6 @@
 """Training: loss falls on a tiny set, fixed seeds reproduce, killed runs resume from their state."""
 
+import dataclasses
 import json
 
 import keras
@@ -23,7 +24,8 @@ def _learnable_images(count=96, seed=0):
 def _compiled_seed_model(epochs, steps_per_epoch, seed=0):
     train.set_seeds(seed)
     model = models.build_model("seed_cnn")
-    return train.compile_model(model, get_recipe("seed"), 1e-3, epochs, steps_per_epoch)
+    recipe = dataclasses.replace(get_recipe("seed"), epochs=epochs)
+    return train.compile_model(model, recipe, steps_per_epoch)
 
 
 def _dataset(images, labels, seed=0):
@@ -112,7 +114,7 @@ def test_warmup_linear_decay_schedule_rises_then_falls_to_zero():
     recipe = get_recipe("seed").__class__(name="x", description="", model="seed_cnn", epochs=10,
                                           batch_size=8, learning_rate=0.4,
                                           schedule="warmup_linear_decay")
-    schedule = train.learning_rate_schedule(recipe, 0.4, epochs=10, steps_per_epoch=10)
+    schedule = train.learning_rate_schedule(recipe, steps_per_epoch=10)
     values = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
     assert values[0] == 0.0 and values[1] == pytest.approx(0.2) and values[2] == pytest.approx(0.4)
     assert values[3] == pytest.approx(0.4 * 40 / 80) and values[4] == pytest.approx(0.0)
@@ -125,4 +127,4 @@ def test_unknown_optimizer_is_rejected():
     recipe = get_recipe("seed").__class__(name="x", description="", model="seed_cnn", epochs=1,
                                           batch_size=8, learning_rate=0.1, optimizer="lbfgs")
     with pytest.raises(ValueError, match="Unknown optimizer 'lbfgs'; valid choices: adam"):
-        train.make_optimizer(recipe, 0.1, 1, 1)
+        train.make_optimizer(recipe, steps_per_epoch=1)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from cifar_cnn.files import atomic_output
 
 # Bump when the decoders change what they return, so old caches are not reused.
 CACHE_FORMAT_VERSION = 1
@@ -103,15 +104,6 @@ def save_cached(path: Path, train, test) -> None:
         train: ``(x_train, y_train)``.
         test: ``(x_test, y_test)``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            # Uncompressed: loading 180 MB raw is far faster than inflating it.
-            np.savez(stream, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1])
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+        # Uncompressed: loading 180 MB raw is far faster than inflating it.
+        np.savez(stream, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1])

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-PREPROCESSING_MODES = ("scale", "standardize")
+from cifar_cnn.config import PREPROCESSING_MODES
 
 
 def scale_pixels(images: np.ndarray) -> np.ndarray:

@@ -1,8 +1,4 @@
-"""Figures of predictions on the user's own images (the ``predict`` command's contact sheet).
-
-Like :mod:`cifar_cnn.plots`, functions build a ``matplotlib.figure.Figure`` without
-pyplot, so they work headless and leave no global state behind.
-"""
+"""Figures of predictions on the user's own images (the ``predict`` command's contact sheet)."""
 
 from __future__ import annotations
 
@@ -69,5 +65,3 @@ def prediction_contact_sheet(images: np.ndarray, names: Sequence[str],
         figure.suptitle(title)
     return figure
 
-
-__all__ = ["prediction_contact_sheet"]

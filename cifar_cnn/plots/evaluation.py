@@ -1,107 +1,16 @@
-"""Matplotlib figures built from arrays. Each function returns a Figure and never calls show().
+"""Figures of a trained model's results: confusion matrix, per-class accuracy, mistakes.
 
-Figures are created with ``matplotlib.figure.Figure`` rather than ``pyplot``, so building
-them has no global side effects and works headless; Jupyter displays a returned Figure.
+Also one image beside its class probabilities, as the seed notebook ends.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-
-def _image_grid(images: np.ndarray, titles: Sequence[str], columns: int,
-                title: str | None = None, title_colors: Sequence[str] | None = None) -> Figure:
-    rows = max(1, math.ceil(len(images) / columns))
-    figure = Figure(figsize=(1.6 * columns, 1.75 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.set_axis_off()
-        if index < len(images):
-            axis.imshow(np.asarray(images[index], dtype=np.uint8))
-            axis.set_title(titles[index], fontsize=8,
-                           color=title_colors[index] if title_colors else "black")
-    if title:
-        figure.suptitle(title)
-    return figure
-
-
-def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                count: int = 25, columns: int = 5, seed: int = 0) -> Figure:
-    """A grid of randomly chosen images titled with their class, like the seed's first plot.
-
-    Args:
-        images: uint8 images (N, 32, 32, 3).
-        labels: Integer labels (N,).
-        class_names: Name of each label.
-        count: How many images to show.
-        columns: Images per row.
-        seed: Which images are picked.
-
-    Returns:
-        The Figure.
-    """
-    chosen = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)),
-                                                replace=False)
-    return _image_grid(images[chosen], [class_names[labels[i]] for i in chosen], columns)
-
-
-def class_balance(labels_by_split: dict[str, np.ndarray], class_names: Sequence[str]) -> Figure:
-    """Grouped bars of how many images each class has in each split.
-
-    Args:
-        labels_by_split: Split name -> integer labels, e.g. ``{"train": y_train, "test": y_test}``.
-        class_names: Name of each label.
-
-    Returns:
-        The Figure.
-    """
-    figure = Figure(figsize=(9, 3.5), layout="constrained")
-    axis = figure.subplots()
-    positions = np.arange(len(class_names))
-    width = 0.8 / max(1, len(labels_by_split))
-    for offset, (split, labels) in enumerate(labels_by_split.items()):
-        counts = np.bincount(labels, minlength=len(class_names))
-        axis.bar(positions + offset * width, counts, width, label=f"{split} ({len(labels):,})")
-    axis.set_xticks(positions + width * (len(labels_by_split) - 1) / 2, class_names,
-                    rotation=30)
-    axis.set_ylabel("images")
-    axis.set_title("Images per class")
-    axis.legend()
-    return figure
-
-
-def training_curves(history: Sequence[dict], validation_label: str = "validation") -> Figure:
-    """Loss and accuracy per epoch, training against validation: overfitting shows as a gap.
-
-    Args:
-        history: One dict per epoch with ``epoch``, ``loss``, ``accuracy`` and optionally
-            ``val_loss`` and ``val_accuracy`` (``TrainingResult.history``).
-        validation_label: What the validation data was ("validation" or "test").
-
-    Returns:
-        The Figure.
-    """
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    loss_axis, accuracy_axis = figure.subplots(1, 2)
-    epochs = [row["epoch"] for row in history]
-    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        axis.plot(epochs, [row[metric] for row in history], "o-", label="train")
-        if history and f"val_{metric}" in history[0]:
-            axis.plot(epochs, [row[f"val_{metric}"] for row in history], "o-",
-                      label=validation_label)
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_ylabel(metric)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    loss_axis.set_title("Loss")
-    accuracy_axis.set_title("Accuracy")
-    return figure
+from cifar_cnn.plots._grid import image_grid
 
 
 def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str],
@@ -179,8 +88,8 @@ def misclassified_gallery(images: np.ndarray, labels: np.ndarray, predictions: n
     """
     indices = list(indices)
     titles = [f"{class_names[labels[i]]}\n-> {class_names[predictions[i]]}" for i in indices]
-    return _image_grid(images[indices], titles, columns, title="Misclassified test images",
-                       title_colors=["firebrick"] * len(indices))
+    return image_grid(images[indices], titles, columns, title="Misclassified test images",
+                      title_colors=["firebrick"] * len(indices))
 
 
 def prediction_figure(image: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
