@@ -25,7 +25,7 @@ def native_stderr_to(path: str | os.PathLike | None) -> Iterator[None]:
     """Send everything written to file descriptor 2 into ``path`` while the block runs.
 
     Args:
-        path: The log file (appended to; its folder must exist), or None to change nothing.
+        path: The log file (appended to; its folder is created), or None to change nothing.
 
     Yields:
         Nothing; descriptor 2 is restored afterwards, also on an exception.
@@ -37,6 +37,7 @@ def native_stderr_to(path: str | os.PathLike | None) -> Iterator[None]:
         sys.stderr.flush()
     except (AttributeError, ValueError):
         pass
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     saved = os.dup(2)
     try:
         with open(Path(path), "ab") as log:

@@ -627,6 +627,11 @@ def start_run(config: RunConfig, scratch: bool = False) -> RunFolder:
         existing = ExistingRun(NEW)
     else:
         path = runs_folder(config.output_dir) / (config.run_name or default_run_name(config))
+        if config.run_name is None:
+            # A new name must not meet an earlier run started in the same second.
+            base, number = path, 2
+            while path.exists():
+                path, number = base.with_name(f"{base.name}-{number}"), number + 1
         if path.exists() and not path.is_dir():
             raise ValueError(f"run folder {path} exists and is not a folder.")
         existing = existing_run_state(path, config)

@@ -418,8 +418,8 @@ class _Sweep:
             error = notebook_error(output_notebook) if output_notebook.is_file() else None
             if error is None:
                 last = " | ".join(line.strip() for line in list(tail)[-5:] if line.strip())
-                error = (f"execution ended with exit status {returncode} without "
-                         f"completing{': ' + last if last else ''}")
+                error = (f"execution ended with exit status {returncode} without writing "
+                         f"{run_folders.METRICS_FILE}{': ' + last if last else ''}")
         with self.lock:
             run.finished_at, run.seconds = utc_now(), round(seconds, 3)
             run.notebook = output_notebook if output_notebook.is_file() else None
