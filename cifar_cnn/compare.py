@@ -13,6 +13,7 @@ accuracy, best epoch, best monitored accuracy and training seconds. It is writte
 from __future__ import annotations
 
 import csv
+import json
 import io
 from pathlib import Path
 from typing import Any, Iterable, Sequence

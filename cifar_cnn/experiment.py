@@ -251,9 +251,10 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
             training = distribute.fit_multi_worker(model, train_dataset, config.epochs,
                                                    run.path, resume_directory=chief_folder,
                                                    **options)
-        # In the scope, optimizer slots that a resume builds before fit are mirrored too.
-        with strategy.scope():
-            training = train.fit(model, train_dataset, config.epochs, run.path, **options)
+        else:
+            # In the scope, optimizer slots that a resume builds before fit are mirrored too.
+            with strategy.scope():
+                training = train.fit(model, train_dataset, config.epochs, run.path, **options)
     # What "auto" chose, for metrics.json.
     training.strategy = type(strategy).__name__
     training.replicas = int(strategy.num_replicas_in_sync)

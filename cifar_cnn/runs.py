@@ -600,8 +600,8 @@ class RunFolder:
 
     def close(self) -> None:
         """Delete a non-chief worker's scratch folder (a real run folder stays)."""
-        if self.scratch:
-            shutil.rmtree(self.path, ignore_errors=True)
+        if self.scratch:  # The run folder and the temporary folder made to hold it.
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 def start_run(config: RunConfig, scratch: bool = False) -> RunFolder:

@@ -33,6 +33,9 @@ def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_arc
                  if row["test_accuracy"] >= float(threshold)]
         assert reached == (first[0] if first else None)
     assert small["test_time_augmentation"] == "flip" and small["precision_policy"]
+    # The per-epoch callback and the run's own final evaluation are the same library call.
+    assert small["final_test_accuracy"] == small["per_epoch"][-1]["test_accuracy"]
+    assert seed["per_epoch_evaluation"]["counted_in_train_seconds"] is False
     assert small["pipeline_images_per_second"] > 0 and small["peak_memory_mib"] > 0
     assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     table = _run("table.py", str(output))
