@@ -182,15 +182,24 @@ class RunConfig:
             learning_rate=self.learning_rate, preprocessing=self.preprocessing,
             precision=self.mixed_precision, flip_test_time_augmentation=self.tta)
 
-    def describe(self) -> str:
+    def describe(self, resolved: Mapping[str, str] | None = None) -> str:
         """The parameters as aligned ``name  value`` lines, for people to read.
+
+        Args:
+            resolved: What a ``None`` stands for, by parameter name (for example the data
+                source that ``data_source=None`` reads), shown after the value.
 
         Returns:
             One line per parameter, recipe defaults already filled in.
         """
+        resolved = resolved or {}
         width = max(len(name) for name in self.parameter_names())
-        return "\n".join(f"{name.ljust(width)}  {getattr(self, name)!r}"
-                         for name in self.parameter_names())
+        lines = []
+        for name in self.parameter_names():
+            value = getattr(self, name)
+            meaning = f"  -> {resolved[name]}" if value is None and name in resolved else ""
+            lines.append(f"{name.ljust(width)}  {value!r}{meaning}")
+        return "\n".join(lines)
 
 
 # papermill's injected-parameters cell starts with this comment line.

@@ -75,6 +75,23 @@ class PreparedData:
                 f"test {self.test[0].shape}\nsource: {self.source}")
 
 
+def describe_config(config: RunConfig) -> str:
+    """The run's parameters for people to read, with what ``None`` stands for resolved.
+
+    Resolving the data source also checks, at once, that a local source exists.
+
+    Args:
+        config: The run configuration.
+
+    Returns:
+        One ``name  value`` line per parameter.
+    """
+    return config.describe(resolved={
+        "data_source": data_module.resolve_source(config.data_source).description,
+        "output_dir": str(runs.runs_folder(config.output_dir)),
+    })
+
+
 def open_run(config: RunConfig) -> runs.RunFolder:
     """Open the run folder this process writes, before any long work.
 

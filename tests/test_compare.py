@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -11,6 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from cifar_cnn import cli, compare, plots
+from cifar_cnn import runs as run_folders
 from cifar_cnn.config import RunConfig
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -69,10 +71,11 @@ def test_table_has_only_the_differing_parameters_then_the_results(runs_dir):
 
 
 def test_identical_runs_have_no_parameter_columns_and_errors_get_a_column(tmp_path):
-    runs = [compare.load_run(make_run_folder(tmp_path, name, epochs=3)) for name in ("a", "b")]
+    runs = [run_folders.read_run(make_run_folder(tmp_path, name, epochs=3))
+            for name in ("a", "b")]
     assert list(compare.comparison_rows(runs)[0]) == ["run", *RESULTS]
-    runs.append(compare.RunSummary(name="c", config=compare.nominal_config({"epochs": 0}),
-                                   status="failed", error="ValueError: epochs must be >= 1"))
+    runs.append(run_folders.RunSummary(name="c", config=compare.nominal_config({"epochs": 0}),
+                                       status="failed", error="ValueError: epochs must be >= 1"))
     rows = compare.comparison_rows(runs)
     assert list(rows[0]) == ["run", "epochs", *RESULTS, "error"]
     assert [row["epochs"] for row in rows] == [3, 3, 0]
@@ -106,32 +109,55 @@ def test_csv_is_unrounded_and_markdown_is_rounded_and_escaped(runs_dir):
     assert len(lines) == 5
 
 
-def test_finding_run_folders_by_glob_and_location(runs_dir):
-    assert [path.name for path in compare.find_run_folders(runs_dir, "lr0.003*")] == \
+def test_finding_run_folders_by_glob_and_location(runs_dir, tmp_path, monkeypatch):
+    assert [path.name for path in run_folders.find_runs(runs_dir, "lr0.003*")] == \
         ["lr0.003-bs32", "lr0.003-bs64"]
     single = runs_dir / "lr0.001-bs32"
-    assert compare.find_run_folders(single, "ignored*") == [single]
+    assert run_folders.find_runs(single, "ignored*") == [single]
     # A run folder named twice (itself and through its parent) is read once.
     assert len(compare.load_runs([single, runs_dir])) == 3
+    # Without a location: the project's runs folder, whatever the working folder.
+    monkeypatch.setenv(run_folders.RUNS_FOLDER_VARIABLE, str(runs_dir))
+    monkeypatch.chdir(tmp_path)
+    assert run_folders.find_runs(pattern="lr0.003*") == \
+        [runs_dir / "lr0.003-bs32", runs_dir / "lr0.003-bs64"]
+    assert [run.name for run in compare.load_runs(pattern="lr0.003*")] == \
+        ["lr0.003-bs32", "lr0.003-bs64"]
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("no_config", r"is not a run folder: it has no config\.json"),
-    ("damaged", r"metrics\.json is not valid JSON .*damaged"),
-    ("no_match", r"No run folders \(folders holding config\.json\) match 'zz\*'"),
-    ("missing", r"is not a folder: give a run folder or a folder of run folders"),
+@pytest.mark.parametrize("problem, error, message", [
+    # A folder without config.json is not a run, and holds none.
+    ("no_config", ValueError, r"No run folders match '\*' in .*not-a-run\."),
+    ("no_match", ValueError, r"No run folders match 'zz\*' in .*runs\."),
+    ("missing", FileNotFoundError, r"nowhere is not a folder of runs \(it does not exist\)"),
+    ("a_file", FileNotFoundError,
+     r"sweep\.json is not a folder of runs \(it does not exist as a folder\)"),
 ])
-def test_load_errors_name_the_problem(runs_dir, problem, message):
-    with pytest.raises(ValueError, match=message):
+def test_load_errors_name_the_problem(runs_dir, problem, error, message):
+    with pytest.raises(error, match=message):
         if problem == "no_config":
-            compare.load_run(runs_dir / "not-a-run")
-        elif problem == "damaged":
-            (runs_dir / "lr0.001-bs32" / "metrics.json").write_text("{not json")
-            compare.load_run(runs_dir / "lr0.001-bs32")
+            compare.load_runs(runs_dir / "not-a-run")
         elif problem == "no_match":
             compare.load_runs(runs_dir, "zz*")
-        else:
+        elif problem == "missing":
             compare.load_runs(runs_dir / "nowhere")
+        else:
+            compare.load_runs(runs_dir / "sweep.json")
+
+
+def test_a_damaged_run_folder_is_unreadable_and_does_not_hide_the_others(runs_dir):
+    (runs_dir / "lr0.001-bs32" / "metrics.json").write_text("{not json")
+    damaged = run_folders.read_run(runs_dir / "lr0.001-bs32")  # Never raises.
+    assert damaged.status == run_folders.UNREADABLE == "unreadable"
+    assert re.search(r"metrics\.json is not valid JSON .*damaged", damaged.problem)
+    assert "\n" not in damaged.problem
+    runs = compare.load_runs(runs_dir)
+    assert [(run.name, run.status) for run in runs] == [
+        ("lr0.001-bs32", "unreadable"), ("lr0.003-bs32", "complete"),
+        ("lr0.003-bs64", "incomplete")]
+    assert runs[0].error == damaged.problem and runs[1].error is None
+    rows = compare.comparison_rows(runs)
+    assert rows[0]["status"] == "unreadable" and rows[0]["error"] == damaged.problem
 
 
 def test_figures_draw_every_curve_and_every_bar(runs_dir):

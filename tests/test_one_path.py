@@ -69,6 +69,7 @@ def test_editing_a_parameter_and_running_again_in_the_same_kernel(image_folder_a
         for index, cell in enumerate(notebook.cells):  # "Run All".
             client.execute_cell(cell, index)
         assert "seed                42" in config_output()
+        assert "data_source         None  -> " in config_output()
         # The interactive loop: edit a parameter, run the parameters and config cells again.
         notebook.cells[parameters_index].source = \
             notebook.cells[parameters_index].source.replace("seed = 42", "seed = 7")

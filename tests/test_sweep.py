@@ -1,6 +1,5 @@
 """Sweeps: parameter sets, names, validation, skip and resume, failures, workers, papermill."""
 
-import argparse
 import csv
 import io
 import json
@@ -11,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar_cnn import sweep, sweep_spec
+from cifar_cnn import cli, sweep, sweep_spec
+from cifar_cnn import runs as run_folders
+from cifar_cnn.cli import sweep as cli_sweep
 from cifar_cnn.config import RunConfig
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,15 @@ class FakeExecutor:
             {"test_accuracy": 0.4, "best_epoch": 1, "best_monitored_accuracy": 0.4,
              "train_seconds": 0.1}))
         return 0
+
+
+@pytest.fixture(autouse=True)
+def default_runs_folder(tmp_path, monkeypatch) -> Path:
+    """The default runs folder ($CIFAR_CNN_RUNS_DIR) of every test here: its own, never the
+    checkout's ``runs/``. Not created: a test that writes nothing leaves tmp_path empty."""
+    folder = tmp_path / "default-runs"
+    monkeypatch.setenv(run_folders.RUNS_FOLDER_VARIABLE, str(folder))
+    return folder
 
 
 def _must_not_execute(request):
@@ -157,9 +167,7 @@ def test_command_line_values_are_yaml_scalars(text, value):
 
 
 def _arguments(argv):
-    parser = argparse.ArgumentParser()
-    sweep.add_sweep_arguments(parser)
-    return parser.parse_args(argv)
+    return cli.build_parser().parse_args(["sweep", *argv])
 
 
 def test_command_line_builds_the_same_sweep_as_a_file(tmp_path):
@@ -167,13 +175,13 @@ def test_command_line_builds_the_same_sweep_as_a_file(tmp_path):
     path.write_text("name: s1\nbase: {epochs: 1}\ngrid:\n  learning_rate: [1e-3, 0.003]\n"
                     "  batch_size: [32]\nruns:\n  - {seed: 7}\n")
     from_file = sweep_spec.load_sweep_file(path)
-    from_arguments = sweep.spec_from_arguments(_arguments(
+    from_arguments = cli_sweep.spec_from_arguments(_arguments(
         ["--name", "s1", "--set", "epochs=1", "--grid", "learning_rate=1e-3,0.003",
          "--grid", "batch_size=[32]", "--run", "seed=7"]))
     assert from_file == from_arguments
     assert from_file.grid == {"learning_rate": [0.001, 0.003], "batch_size": [32]}
     # The command line adds to a file: --set replaces base values, --run appends.
-    combined = sweep.spec_from_arguments(_arguments(
+    combined = cli_sweep.spec_from_arguments(_arguments(
         [str(path), "--set", "epochs=3", "--run", "{learning_rate: 0.01, seed: 8}",
          "--workers", "2", "--output-dir", "elsewhere"]))
     assert combined.base == {"epochs": 3}
@@ -217,18 +225,22 @@ def test_sweep_file_errors_name_the_problem(tmp_path, text, message):
 def test_bad_command_line_input_exits_2_with_a_clear_message(argv, message, tmp_path,
                                                              monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert sweep.main(argv) == sweep.EXIT_BAD_INPUT
+    assert cli.main(["sweep", *argv]) == cli.EXIT_BAD_INPUT
     error = capsys.readouterr().err
-    assert error.startswith("sweep: error: ") and message in error
-    assert list(tmp_path.iterdir()) == []  # Nothing was created.
+    assert error.startswith("cifar-cnn sweep: error: ") and message in error
+    assert error.count("\n") == 1  # One line.
+    assert list(tmp_path.iterdir()) == []  # Nothing was created, default runs folder included.
 
 
-def test_dry_run_prints_the_plan_and_executes_nothing(tmp_path, monkeypatch, capsys):
+def test_dry_run_prints_the_plan_and_executes_nothing(tmp_path, monkeypatch, capsys,
+                                                     default_runs_folder):
     monkeypatch.chdir(tmp_path)
-    assert sweep.main(["--set", "epochs=1", "--grid", "learning_rate=1e-3,0.003",
-                       "--run", "learning_rate=0.01,validation_split=2", "--dry-run"]) == 1
+    assert cli.main(["sweep", "--set", "epochs=1", "--grid", "learning_rate=1e-3,0.003",
+                     "--run", "learning_rate=0.01,validation_split=2", "--dry-run"]) == \
+        cli.EXIT_SOME_FAILED
+    # Without --output-dir the runs go to the project's runs folder, whatever the working folder.
     assert capsys.readouterr().out.splitlines() == [
-        "3 run(s) in runs:",
+        f"3 run(s) in {default_runs_folder}:",
         "  lr0.001: execute (epochs=1, learning_rate=0.001)",
         "  lr0.003: execute (epochs=1, learning_rate=0.003)",
         "  lr0.01-val2: invalid (epochs=1, learning_rate=0.01, validation_split=2) - ValueError: "
@@ -245,7 +257,7 @@ def test_the_example_sweep_file_plans_five_valid_runs(tmp_path):
     assert [run.run_name for run in runs] == [
         "example-lr0.001-bs32", "example-lr0.001-bs128", "example-lr0.0003-bs32",
         "example-lr0.0003-bs128", "example-lr0.003-bs128"]
-    assert {run.status for run in runs} == {sweep.PENDING}
+    assert {run.status for run in runs} == {run_folders.PENDING}
 
 
 # --- validation, skipping, resuming, failures (no papermill) -----------------------------------
@@ -350,7 +362,8 @@ def test_completed_runs_are_skipped_interrupted_ones_resumed_conflicts_reported(
     assert [run.status for run in again.runs] == ["skipped", "skipped", "failed", "skipped"]
 
 
-def test_where_run_folders_go_is_not_a_parameter_that_varies(tmp_path):
+def test_where_run_folders_go_is_not_a_parameter_that_varies(tmp_path, monkeypatch,
+                                                             default_runs_folder):
     for spec, message in (
             ({"grid": {"output_dir": ["a", "b"]}}, "output_dir cannot be set in the sweep's grid"),
             ({"base": {"run_name": "x"}}, "run_name cannot be set in the sweep's base"),
@@ -361,6 +374,11 @@ def test_where_run_folders_go_is_not_a_parameter_that_varies(tmp_path):
     # base's output_dir is the sweep's output_dir.
     output_dir, runs = sweep.plan_sweep(sweep_spec.SweepSpec(base={"output_dir": str(tmp_path)}))
     assert output_dir == tmp_path and runs[0].notebook_parameters()["output_dir"] == str(tmp_path)
+    # Without one, the project's runs folder, whatever the working folder.
+    monkeypatch.chdir(tmp_path)
+    output_dir, runs = sweep.plan_sweep(sweep_spec.SweepSpec(base={"epochs": 1}))
+    assert output_dir == default_runs_folder
+    assert runs[0].run_folder == default_runs_folder / runs[0].run_name
 
 
 def test_default_workers_and_per_worker_threads():
@@ -443,9 +461,9 @@ def test_command_line_sweep_with_bad_sets_finishes_the_others_and_reports_them(
         f"  - {{data_source: '{image_folder_archive}'}}\n"
         "  - {data_source: missing.tar.gz}\n"  # Valid config; fails inside the notebook.
         f"  - {{data_source: '{image_folder_archive}', validation_split: 1.5}}\n")
-    exit_code = sweep.main([str(sweep_file), "--output-dir", "out", "--workers", "2"])
+    exit_code = cli.main(["sweep", str(sweep_file), "--output-dir", "out", "--workers", "2"])
     printed = capsys.readouterr().out
-    assert exit_code == sweep.EXIT_RUN_FAILED, printed
+    assert exit_code == cli.EXIT_SOME_FAILED, printed
     status = _status(tmp_path / "out" / "bad-sweep.json")
     good, missing, invalid = (status[name] for name in (
         "bad-data_tiny-image-folder.tar.gz", "bad-data_missing.tar.gz",
