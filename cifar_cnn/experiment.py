@@ -273,7 +273,7 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
             with strategy.scope():
                 training = train.fit(model, train_dataset, config.epochs, run.path, **options)
     # What "auto" chose, for metrics.json.
-    training.strategy = type(strategy).__name__
+    training.strategy = distribute.resolve_strategy_name(config.strategy)
     training.replicas = int(strategy.num_replicas_in_sync)
     return training
 

@@ -412,17 +412,27 @@ def set_aside(path: Path) -> Path:
 
 def restore(aside: Path, path: Path) -> None:
     """Put a set-aside run folder back, removing the failed replacement at ``path``."""
+    remove(path)
+    os.replace(aside, path)
+
+
+def remove(path: Path) -> None:
+    """Delete a file, a link or a folder tree; links are unlinked, never followed.
+
+    Args:
+        path: What to delete (nothing happens when it does not exist).
+    """
     if path.is_symlink() or path.is_file():
         path.unlink()
-    elif path.exists():
+    elif path.is_dir():
+        # rmtree unlinks the links it meets inside the tree; it never follows them.
         shutil.rmtree(path)
-    os.replace(aside, path)
 
 
 def discard(aside: Path | None) -> None:
     """Delete a set-aside run folder once its replacement is complete."""
-    if aside is not None and aside.exists():
-        shutil.rmtree(aside, ignore_errors=True)
+    if aside is not None:
+        remove(aside)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -578,7 +588,7 @@ class RunFolder:
             raise ValueError("metrics must include test_accuracy")
         self._update_record(status=COMPLETE, finished_at=utc_now())
         write_json(self.path / METRICS_FILE, metrics)
-        shutil.rmtree(self.training_state_path, ignore_errors=True)
+        remove(self.training_state_path)
         discard(self.replaced)
         self.replaced = None
         return self.path / METRICS_FILE
@@ -675,5 +685,5 @@ __all__ = [
     "SWEEP_STATUSES", "TENSORBOARD_FOLDER", "TRAINING_STATE_FOLDER", "UNREADABLE",
     "cpu_model", "default_run_name", "discard", "environment_record", "existing_run_state",
     "find_runs", "git_commit", "is_run_folder", "list_runs", "read_run", "record_environment",
-    "restore", "run_folder_path", "runs_folder", "set_aside", "start_run", "utc_now",
+    "remove", "restore", "run_folder_path", "runs_folder", "set_aside", "start_run", "utc_now",
 ]

@@ -34,6 +34,7 @@ name in front, and each gets its own environment. ``workers`` of them run side b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -46,7 +47,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, Callable, Iterator, Mapping, TextIO
 
 from cifar_cnn import runs as run_folders
 from cifar_cnn.config import RunConfig
@@ -65,6 +66,7 @@ from cifar_cnn.sweep_spec import (
 # Run statuses in sweep.json (defined with the run folder): "skipped" is complete before
 # this sweep started.
 STATUSES = run_folders.SWEEP_STATUSES
+SWEEP_LOCK_FILE = ".sweep.lock"
 
 # Lines of a run's output streamed when not verbose (the sweep reports each outcome itself).
 PROGRESS_LINE = re.compile(r"^(epoch \d+/\d+|resuming after epoch)")
@@ -125,6 +127,54 @@ def _read_test_accuracy(run_folder: Path) -> float | None:
     return run_folders.read_run(run_folder).test_accuracy
 
 
+def sweep_output_dir(spec: SweepSpec) -> Path:
+    """The folder of a sweep's run folders: its output_dir, else base's, else the runs folder."""
+    return run_folders.runs_folder(spec.output_dir or spec.base.get("output_dir"))
+
+
+class SweepLockedError(ValueError):
+    """Another sweep is running in the same output folder."""
+
+
+@contextlib.contextmanager
+def output_folder_lock(output_dir: Path) -> Iterator[None]:
+    """Hold the output folder for one sweep at a time.
+
+    Two sweeps in one folder would execute the same pending runs side by side and write one
+    status file. The lock is an ``flock`` on ``<output_dir>/.sweep.lock``: the system
+    releases it when the process ends, however it ends, so a killed sweep never leaves a
+    stale lock. The file names the holder, for the message the second sweep prints.
+
+    Args:
+        output_dir: The sweep's output folder (created if needed).
+
+    Raises:
+        SweepLockedError: Another sweep holds the folder.
+    """
+    import fcntl
+    import socket
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / SWEEP_LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process that did not say who it is"
+            raise SweepLockedError(f"{output_dir} is in use by another sweep ({holder}). Wait "
+                                   "for it to finish, or give this sweep another output_dir.") \
+                from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {utc_now()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
     """Expand, name and validate every parameter set, and see which are already done.
 
@@ -156,8 +206,8 @@ def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
             raise ValueError(f"runs[{index}]: run_name must be a plain folder name of letters, "
                              f"digits, '.', '_' and '-', got {run['run_name']!r}.")
     base = dict(spec.base)
-    output_dir = run_folders.runs_folder(spec.output_dir or base.pop("output_dir", None))
     base.pop("output_dir", None)
+    output_dir = sweep_output_dir(spec)
     parameter_sets = expand_parameter_sets(base, spec.grid, spec.runs)
     names = run_names(parameter_sets, prefix=spec.name)
     runs = []
@@ -533,16 +583,19 @@ def run_sweep(sweep: SweepSpec | Mapping[str, Any] | str | Path, *, workers: int
     if workers is None:
         workers = spec.workers if spec.workers is not None else default_workers()
     workers = check_workers(workers)
-    output_dir, runs = plan_sweep(spec)
-    sweep_runner = _Sweep(spec, output_dir, runs, workers,
-                          notebook=Path(notebook) if notebook else main_notebook_path(),
-                          executor=executor or papermill_subprocess_executor,
-                          stream=stream or sys.stdout, verbose=verbose)
-    sweep_runner.run()
-    if compare:
-        sweep_runner.compare()
-    with sweep_runner.lock:
-        sweep_runner.record()
+    notebook = Path(notebook) if notebook else main_notebook_path()
+    output_dir, runs = plan_sweep(spec)  # A sweep that cannot run fails here, creating nothing.
+    with output_folder_lock(output_dir):
+        # Planned again under the lock: another sweep may have finished runs meanwhile.
+        output_dir, runs = plan_sweep(spec)
+        sweep_runner = _Sweep(spec, output_dir, runs, workers, notebook=notebook,
+                              executor=executor or papermill_subprocess_executor,
+                              stream=stream or sys.stdout, verbose=verbose)
+        sweep_runner.run()
+        if compare:
+            sweep_runner.compare()
+        with sweep_runner.lock:
+            sweep_runner.record()
     counts = {status: count for status, count in
               ((status, sum(run.status == status for run in runs)) for status in STATUSES)
               if count}

@@ -46,6 +46,13 @@ class _SweepLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _value_node in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                # Parameter names and sweep keys are words; a list or a mapping as a key
+                # ({[1, 2]: 3}) is a slip that would otherwise end in a TypeError.
+                got = {yaml.SequenceNode: "a list", yaml.MappingNode: "a mapping"}.get(
+                    type(key_node), repr(key))
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, got {got}", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)

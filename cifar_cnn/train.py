@@ -239,7 +239,7 @@ class TrainingResult:
             ``val_loss`` and ``val_accuracy``.
         resumed_from_epoch: Epochs restored from an interrupted run (0 for a fresh run).
         train_seconds: Wall-clock seconds of this process's ``model.fit`` call.
-        strategy: The ``tf.distribute`` strategy's class name, once known.
+        strategy: The concrete strategy choice trained with (what ``"auto"`` chose).
         replicas: How many replicas trained in sync.
     """
 

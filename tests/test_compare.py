@@ -208,11 +208,19 @@ def test_compare_notebook_parameters():
     assert set(papermill.inspect_notebook(str(COMPARE_NOTEBOOK))) == {"runs_dir", "pattern"}
 
 
-def test_compare_notebook_executes_against_run_folders(runs_dir, tmp_path):
+@pytest.mark.parametrize("given", [True, False], ids=["runs_dir", "default_runs_folder"])
+def test_compare_notebook_executes_against_run_folders(runs_dir, tmp_path, monkeypatch, given):
     output = tmp_path / "compare.ipynb"
-    papermill.execute_notebook(str(COMPARE_NOTEBOOK), str(output), cwd=str(tmp_path),
-                               parameters={"runs_dir": str(runs_dir), "pattern": "lr*"},
-                               log_output=False, progress_bar=False)
+    parameters = {"pattern": "lr*"}
+    if given:
+        parameters["runs_dir"] = str(runs_dir)
+    else:
+        # runs_dir = None: the project's runs folder, whatever the kernel's working folder.
+        monkeypatch.setenv(run_folders.RUNS_FOLDER_VARIABLE, str(runs_dir))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    papermill.execute_notebook(str(COMPARE_NOTEBOOK), str(output), cwd=str(elsewhere),
+                               parameters=parameters, log_output=False, progress_bar=False)
     outputs = [output for cell in nbformat.read(output, as_version=4).cells
                for output in cell.get("outputs", [])]
     markdown = [output.data["text/markdown"] for output in outputs

@@ -75,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         message(arguments.command, "error", str(error))
         return EXIT_BAD_INPUT
+    except MemoryError:
+        message(arguments.command, "error", "out of memory: the input is larger than this "
+                                            "machine can hold (a damaged or hostile file?)")
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         message(arguments.command, "interrupted", "stopped by Ctrl-C")
         return EXIT_INTERRUPTED

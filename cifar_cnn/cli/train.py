@@ -37,10 +37,7 @@ def run(arguments: argparse.Namespace) -> int:
     run_folder, metrics = run_experiment(config)
     print(f"run folder: {run_folder.path}")
     print(f"test accuracy: {metrics['test_accuracy']:.4f}")
-    # getattr: the tensorboard field is optional in RunConfig versions without it.
-    if getattr(config, "tensorboard", False):
-        from cifar_cnn.tensorboard_logging import tensorboard_log_dir
-
-        print(f"tensorboard logs: {tensorboard_log_dir(run_folder.path)} (view with: "
+    if config.tensorboard:
+        print(f"tensorboard logs: {run_folder.tensorboard_path} (view with: "
               f"tensorboard --logdir {run_folder.path.parent})")
     return EXIT_OK
