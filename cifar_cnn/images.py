@@ -1,14 +1,17 @@
 """Reading your own images as model input: any size and format in, 32x32 RGB pixels out.
 
-How an image becomes model input (the ``predict`` command does exactly this):
+How an image becomes model input (the ``predict`` command does exactly this; training
+data read from an image folder goes through the same step 2, :func:`to_rgb_pixels`, so a
+file gives the model the same pixels in training and in prediction):
 
 1. Pillow opens it, whatever the format it can read (PNG, JPEG, BMP, GIF, WebP, TIFF, ...).
-   Animated images use their first frame; a camera's EXIF orientation is applied.
-2. It is converted to 8-bit RGB. Grayscale copies its gray level into R, G and B (16-bit
-   grayscale is scaled to 8 bits first); an image with transparent pixels (RGBA, LA, a
-   palette with a transparent colour) is composited on a white background, because the
-   colour hidden under a transparent pixel is arbitrary (often black) and CIFAR-10 photos
-   have no transparency; CMYK and other modes use Pillow's conversion. Each of these
+   Animated images use their first frame.
+2. It is turned upright (a camera's EXIF orientation) and converted to 8-bit RGB.
+   Grayscale copies its gray level into R, G and B (16-bit grayscale is first scaled to
+   8 bits, 0..65535 onto 0..255); an image with transparent pixels (RGBA, LA, a palette
+   with a transparent colour) is composited on a white background, because the colour
+   hidden under a transparent pixel is arbitrary (often black) and CIFAR-10 photos have
+   no transparency; CMYK and other modes use Pillow's conversion. Each of these
    conversions is reported as a note, so a surprising prediction can be traced to it.
 3. It is resized to 32x32 with Pillow's Lanczos filter, which antialiases when shrinking
    (a large photo does not alias into noise). ``"stretch"`` (the default) keeps the whole
@@ -41,6 +44,10 @@ RESIZE_FILTER = "LANCZOS"
 BACKGROUND_COLOR = (255, 255, 255)
 # Pillow's modes for one gray channel: 1-bit, 8-bit, 32-bit integer, float, 16-bit variants.
 _GRAYSCALE_BANDS = ("1", "L", "I", "F")
+# Gray modes deeper than 8 bits ("I;16", "I;16B"... are matched by prefix), and the top of
+# the 16-bit range they are scaled from.
+_SIXTEEN_BIT_MODES = ("I", "F")
+_SIXTEEN_BIT_MAX = 65535.0
 
 
 class ImageLoadError(ValueError):
@@ -140,40 +147,131 @@ def collect_image_paths(
     return paths, problems
 
 
-def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
-    """Convert any Pillow image to 8-bit RGB, noting conversions that change what is seen."""
+def _is_sixteen_bit(image: Image.Image) -> bool:
+    """True for one-channel images deeper than 8 bits: 16-bit, 32-bit integer or float."""
+    return image.mode in _SIXTEEN_BIT_MODES or image.mode.startswith("I;16")
+
+
+def _is_grayscale(image: Image.Image) -> bool:
+    """True when the image has one colour band that is a gray level (alpha aside)."""
+    color_bands = [band for band in image.getbands() if band not in ("A", "a")]
+    # A palette's one band is an index into colours, not a gray level.
+    return image.mode != "P" and len(color_bands) == 1 and color_bands[0] in _GRAYSCALE_BANDS
+
+
+def _sixteen_bit_to_8_bits(image: Image.Image) -> Image.Image:
+    """Scale a 16-bit (or 32-bit, float) gray image to 8 bits by the 16-bit value range.
+
+    Pillow's own ``convert()`` clips values above 255 to 255, so a mid-gray 16-bit image
+    would turn white. Values are read as 0..65535 and mapped linearly onto 0..255
+    (30000 -> 117); values outside that range are clipped to it.
+
+    Args:
+        image: An image of mode ``"I;16"`` (and byte-order variants), ``"I"`` or ``"F"``.
+
+    Returns:
+        An ``"L"`` image, or ``"LA"`` when a PNG ``tRNS`` chunk names a transparent gray
+        value (Pillow's own conversion would drop it).
+    """
     from PIL import Image
 
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    gray = Image.fromarray(np.rint(np.clip(values, 0, _SIXTEEN_BIT_MAX)
+                                   * (255.0 / _SIXTEEN_BIT_MAX)).astype(np.uint8))
+    transparent_value = image.info.get("transparency")
+    if not isinstance(transparent_value, (int, float)):
+        return gray
+    alpha = Image.fromarray(np.where(values == transparent_value, 0, 255).astype(np.uint8))
+    return Image.merge("LA", (gray, alpha))
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    """True for an alpha band, or a palette/gray/RGB image whose ``tRNS`` names a colour."""
     bands = image.getbands()
-    color_bands = [band for band in bands if band not in ("A", "a")]
-    if len(color_bands) == 1 and color_bands[0] in _GRAYSCALE_BANDS and image.mode != "P":
-        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-            # Pillow's own convert() clips 16-bit values to 255 (a white image): scale instead.
-            values = np.asarray(image, dtype=np.float64)
-            if values.size and values.max() > 255:
-                values = values * (255.0 / 65535.0)
-                notes.append("16-bit grayscale: scaled to 8 bits, gray level copied to R, G "
-                             "and B.")
-            else:
-                notes.append("grayscale: its gray level was copied to R, G and B.")
-            image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    return "A" in bands or "a" in bands or "transparency" in image.info
+
+
+def _composite_on_background(image: Image.Image, notes: list[str]) -> Image.Image:
+    """Composite an image with transparency on ``BACKGROUND_COLOR``; return it as RGB.
+
+    The colour hidden under a transparent pixel is arbitrary (often black), so it is never
+    used: every transparent or half-transparent pixel is blended with the background.
+    """
+    from PIL import Image
+
+    rgba = image.convert("RGBA")
+    if rgba.getextrema()[3][0] == 255:
+        notes.append(f"{image.mode} with an alpha channel but no transparent pixel: "
+                     "alpha dropped.")
+    else:
+        notes.append(f"{image.mode} with transparent pixels: composited on a white "
+                     "background.")
+    background = Image.new("RGBA", rgba.size, (*BACKGROUND_COLOR, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+    """Convert any Pillow image to 8-bit RGB, noting conversions that change what is seen."""
+    if _is_grayscale(image):
+        if _is_sixteen_bit(image):
+            image = _sixteen_bit_to_8_bits(image)
+            notes.append("16-bit grayscale: scaled to 8 bits, gray level copied to R, G "
+                         "and B.")
         else:
             notes.append("grayscale: its gray level was copied to R, G and B.")
-    # An alpha band, or a palette/RGB image whose tRNS chunk names a transparent colour.
-    if "A" in bands or "a" in bands or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        minimum_alpha = rgba.getextrema()[3][0]
-        if minimum_alpha == 255:
-            notes.append(f"{image.mode} with an alpha channel but no transparent pixel: "
-                         "alpha dropped.")
-        else:
-            notes.append(f"{image.mode} with transparent pixels: composited on a white "
-                         "background.")
-        background = Image.new("RGBA", rgba.size, (*BACKGROUND_COLOR, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    # Palettes with a transparent colour go through RGBA here too: their colours and
+    # their transparency both come out of Pillow's RGBA conversion.
+    if _has_transparency(image):
+        return _composite_on_background(image, notes)
     if image.mode not in ("RGB", "L", "P", "1"):
-        notes.append(f"{image.mode} image: converted to RGB.")
+        notes.append(f"{image.mode} image: converted to RGB.")  # CMYK, YCbCr, LAB, HSV.
     return image.convert("RGB")
+
+
+def to_rgb_pixels(image: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """Convert a decoded image to 8-bit RGB pixels: the one conversion of training and predict.
+
+    Training data read from image folders (``cifar_cnn.data.formats.decode_image``) and
+    ``predict`` (:func:`load_image`) both call this, so a file gives the same pixels to
+    the model in training and in prediction. The rules:
+
+    - EXIF orientation is applied (a phone photo stored sideways is turned upright).
+    - 16-bit grayscale (modes ``"I;16"``, ``"I"``, ``"F"``) is scaled to 8 bits by the
+      16-bit value range, 0..65535 onto 0..255 (30000 -> 117), not clipped to 255.
+    - Grayscale (1-bit, 8-bit, or scaled 16-bit) is copied to R, G and B.
+    - Transparency (an alpha band, or a ``tRNS`` transparent colour in a palette, gray or
+      RGB image; palettes are converted through RGBA) is composited on
+      ``BACKGROUND_COLOR`` (white); the colour hidden under a transparent pixel is unused.
+    - CMYK (and any other colour mode) is converted to RGB by Pillow.
+
+    The size is not changed: resizing is the caller's choice (``predict`` resizes, training
+    data refuses images that are not 32x32).
+
+    Args:
+        image: An opened Pillow image (its first frame is used).
+
+    Returns:
+        ``(pixels, notes)``: a uint8 array of shape (height, width, 3), and one sentence for
+        each conversion that changes what is seen (grayscale, transparency, 16 bits, CMYK).
+    """
+    from PIL import ImageOps
+
+    notes: list[str] = []
+    upright = ImageOps.exif_transpose(image)
+    return np.asarray(_to_rgb(upright, notes), dtype=np.uint8), notes
+
+
+def _resized(pixels: np.ndarray, resize: str) -> np.ndarray:
+    """Bring RGB pixels to ``IMAGE_SIZE`` by stretching or by a centre crop, with Lanczos."""
+    from PIL import Image, ImageOps
+
+    resize_filter = Image.Resampling[RESIZE_FILTER]
+    image = Image.fromarray(pixels)
+    if resize == "stretch":
+        image = image.resize(IMAGE_SIZE, resize_filter)
+    else:
+        image = ImageOps.fit(image, IMAGE_SIZE, method=resize_filter)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
@@ -193,7 +291,7 @@ def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
         ImageLoadError: The file is missing or cannot be decoded.
         ValueError: ``resize`` is not one of ``RESIZE_MODES``.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     if resize not in RESIZE_MODES:
         raise ValueError(f"Unknown resize mode {resize!r}; valid choices: "
@@ -202,7 +300,6 @@ def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
     if not path.is_file():
         raise ImageLoadError(f"{path} does not exist." if not path.exists()
                              else f"{path} is not a file.")
-    resize_filter = Image.Resampling[RESIZE_FILTER]
     notes: list[str] = []
     try:
         with Image.open(path) as opened:
@@ -211,13 +308,9 @@ def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
                 notes.append(f"animated ({frames} frames): the first frame is used.")
             opened.load()  # Decode now, so a truncated file fails here, inside the try.
             original_size, original_mode = opened.size, opened.mode
-            image = ImageOps.exif_transpose(opened)
-            image = _to_rgb(image, notes)
-            if resize == "stretch":
-                image = image.resize(IMAGE_SIZE, resize_filter)
-            else:
-                image = ImageOps.fit(image, IMAGE_SIZE, method=resize_filter)
-            pixels = np.asarray(image, dtype=np.uint8)
+            rgb_pixels, conversion_notes = to_rgb_pixels(opened)
+            notes.extend(conversion_notes)
+            pixels = _resized(rgb_pixels, resize)
     except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, struct.error...
         raise ImageLoadError(f"{path} cannot be decoded as an image: "
                              f"{one_line_error(error)}") from error
@@ -228,4 +321,4 @@ def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
 
 __all__ = ["BACKGROUND_COLOR", "IMAGE_SIZE", "RESIZE_FILTER", "RESIZE_MODES", "ImageLoadError",
            "PreparedImage", "collect_image_paths", "load_image", "one_line_error",
-           "openable_suffixes"]
+           "openable_suffixes", "to_rgb_pixels"]

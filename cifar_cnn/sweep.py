@@ -290,7 +290,6 @@ def worker_environment(workers: int, cpu_count: int | None = None,
         The environment for the execution's process.
     """
     environment = dict(os.environ if base is None else base)
-    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's start-up chatter.
     environment["PYTHONUNBUFFERED"] = "1"  # Epoch lines arrive as they are printed.
     if workers > 1:
         threads = max(1, (_usable_cpus() if cpu_count is None else cpu_count) // workers)

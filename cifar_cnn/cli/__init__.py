@@ -16,7 +16,6 @@ standard error; 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Sequence
 
 from cifar_cnn.cli import compare, evaluate, notebook, predict, runs, sweep, train
@@ -65,7 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         (``predict``, ``sweep``); 2 on bad usage or unusable input (with a one-line reason
         on stderr); 130 when interrupted.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's start-up chatter.
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)

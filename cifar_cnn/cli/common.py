@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from cifar_cnn.config import RunConfig
@@ -38,6 +39,15 @@ class HelpFormatter(argparse.HelpFormatter):
         if "\n" in text:
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up notes and warnings off the terminal.
+
+    For commands that load a model outside any run folder (``evaluate``, ``predict``): a run
+    keeps these messages in its ``run.log`` instead. Must run before TensorFlow is imported.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def message(command: str, kind: str, text: str) -> None:

@@ -19,8 +19,9 @@ def add_parser(commands) -> None:
         "compare", help="compare run folders: table (CSV, Markdown) and figure",
         description="Compare run folders: the parameters that differ, test accuracy, best "
                     "epoch and time, as CSV and Markdown tables and a figure.")
-    parser.add_argument("locations", nargs="+", metavar="RUNS",
-                        help="run folders, or folders of run folders such as runs/")
+    parser.add_argument("locations", nargs="*", metavar="RUNS",
+                        help="run folders, or folders of run folders (default: the project's "
+                             "runs folder)")
     parser.add_argument("--pattern", default="*",
                         help="glob on run folder names, e.g. 'lr*' (default: every run folder)")
     parser.add_argument("--output-dir", default=None,
@@ -43,10 +44,13 @@ def run(arguments: argparse.Namespace) -> int:
     """
     from cifar_cnn import compare
 
-    runs = compare.load_runs(arguments.locations, arguments.pattern)
+    from cifar_cnn.runs import runs_folder
+
+    locations = arguments.locations or [None]  # None: the project's runs folder.
+    runs = compare.load_runs(locations, arguments.pattern)
     output_dir = arguments.output_dir
     if output_dir is None:
-        first = Path(arguments.locations[0])
+        first = runs_folder(locations[0])
         output_dir = first.parent if (first / CONFIG_FILE).is_file() else first
     paths = compare.write_comparison(runs, output_dir, arguments.name)
     print(compare.markdown_table(compare.comparison_rows(runs)), end="")

@@ -10,6 +10,7 @@ from cifar_cnn.cli.common import (
     MODEL_ARGUMENT_HELP,
     HelpFormatter,
     message,
+    quiet_tensorflow,
     positive_int,
 )
 from cifar_cnn.evaluate import CONFUSION_MATRIX_FIGURE, EVALUATION_FILE
@@ -82,6 +83,7 @@ def run(arguments: argparse.Namespace) -> int:
     Returns:
         0 (bad input raises ``ValueError``).
     """
+    quiet_tensorflow()
     from cifar_cnn.evaluate import evaluate_saved_model
 
     report = evaluate_saved_model(arguments.model, data_source=arguments.data_source,

@@ -11,6 +11,7 @@ from cifar_cnn.cli.common import (
     MODEL_ARGUMENT_HELP,
     HelpFormatter,
     message,
+    quiet_tensorflow,
     positive_int,
 )
 from cifar_cnn.images import RESIZE_MODES
@@ -101,6 +102,7 @@ def run(arguments: argparse.Namespace) -> int:
         0 when every image was classified, 1 when some inputs failed (bad input, such as
         a model that cannot be loaded, raises ``ValueError``).
     """
+    quiet_tensorflow()
     import numpy as np
 
     from cifar_cnn.data import CLASS_NAMES

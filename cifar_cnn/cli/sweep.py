@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from cifar_cnn.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, message
-from cifar_cnn.runs import FAILED, PENDING, RUNS_FOLDER_NAME, SKIPPED
+from cifar_cnn.runs import FAILED, PENDING, RUNS_FOLDER_NAME, RUNS_FOLDER_VARIABLE, SKIPPED
 
 
 def add_parser(commands) -> None:
@@ -41,7 +41,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--name", default=None,
                         help="sweep name: prefix of run names and of the status file")
     parser.add_argument("--output-dir", default=None,
-                        help=f"folder of the run folders (default: {RUNS_FOLDER_NAME})")
+                        help=f"folder of the run folders (default: ${RUNS_FOLDER_VARIABLE}, else "
+                             f"the project's {RUNS_FOLDER_NAME}/ folder)")
     # The machine's default is not computed here: building the parser must stay instant.
     parser.add_argument("--workers", type=int, default=None,
                         help="notebooks executed side by side (default: 1 with a GPU, else "

@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cifar_cnn.data.errors import DataSourceError
 from cifar_cnn.data.file_trees import FileTree
+from cifar_cnn.images import one_line_error, to_rgb_pixels
 
 CLASS_NAMES = (
     "airplane",
@@ -170,10 +171,16 @@ def load_binary_layout(tree: FileTree, prefix: str) -> Arrays:
 def decode_image(content: bytes, where: str, expected_size: tuple[int, int] | None = (32, 32)):
     """Decode one untrusted JPEG or PNG into an RGB uint8 array.
 
+    Pixels go through :func:`cifar_cnn.images.to_rgb_pixels`, the conversion ``predict``
+    uses, so a file trains with the pixels it is later predicted with (16-bit gray scaled,
+    transparency composited on white, EXIF orientation applied). Its notes are dropped:
+    one line per image would bury a 60,000-image load.
+
     Args:
         content: The file's bytes.
         where: Its path, for error messages.
-        expected_size: Required (width, height), or None to accept any size.
+        expected_size: Required (width, height), or None to accept any size. Training data
+            is never resized: an image of another size is an error naming the file.
 
     Returns:
         An array of shape (height, width, 3), dtype uint8.
@@ -188,11 +195,15 @@ def decode_image(content: bytes, where: str, expected_size: tuple[int, int] | No
                     f"{where} is {image.size[0]}x{image.size[1]} pixels; CIFAR-10 images "
                     f"are {expected_size[0]}x{expected_size[1]}."
                 )
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            pixels, _notes = to_rgb_pixels(image)
+            return pixels
     except DataSourceError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataSourceError(f"{where} cannot be decoded as an image: {error}") from error
+    # Pillow reports damaged files as OSError, ValueError, SyntaxError or EOFError.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError) as error:
+        raise DataSourceError(
+            f"{where} cannot be decoded as an image: {one_line_error(error)}") from error
 
 
 def _image_folder_split(tree: FileTree, prefix: str, split: str) -> list[tuple[str, int]]:
