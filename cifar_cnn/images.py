@@ -196,6 +196,13 @@ def _composite_on_background(image: Image.Image, notes: list[str]) -> Image.Imag
 
     The colour hidden under a transparent pixel is arbitrary (often black), so it is never
     used: every transparent or half-transparent pixel is blended with the background.
+
+    Args:
+        image: An image with an alpha band or a ``tRNS`` transparent colour.
+        notes: Receives one sentence saying whether any pixel was transparent.
+
+    Returns:
+        An ``"RGB"`` image of the same size.
     """
     from PIL import Image
 
@@ -211,7 +218,15 @@ def _composite_on_background(image: Image.Image, notes: list[str]) -> Image.Imag
 
 
 def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
-    """Convert any Pillow image to 8-bit RGB, noting conversions that change what is seen."""
+    """Convert any Pillow image to 8-bit RGB (the rules of :func:`to_rgb_pixels`).
+
+    Args:
+        image: An upright image of any mode.
+        notes: Receives one sentence per conversion that changes what is seen.
+
+    Returns:
+        An ``"RGB"`` image of the same size.
+    """
     if _is_grayscale(image):
         if _is_sixteen_bit(image):
             image = _sixteen_bit_to_8_bits(image)
