@@ -309,11 +309,12 @@ def test_failed_cache_write_leaves_neither_cache_nor_partial_file(make_cifar_fix
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(data_cache.np, "savez", savez_then_disk_full)
-        with pytest.raises(OSError, match="No space left on device"):
-            load_cifar10(source)
+        # An unwritable cache is a warning, and the decoded data is still returned.
+        with pytest.warns(data_cache.CacheWarning, match="No space left on device"):
+            assert_arrays_equal(load_cifar10(source), tiny_arrays)
 
     # The partial file really existed on disk before the failure, then was removed.
-    assert len(written_partial) == 1 and written_partial[0].endswith(".partial")
+    assert len(written_partial) == 1 and ".partial" in written_partial[0]
     assert cache_files(data_cache_dir) == []
     # Once the disk has room again the load works and writes a cache.
     assert_arrays_equal(load_cifar10(source), tiny_arrays)
@@ -692,6 +693,18 @@ def test_tar_symlink_member_pointing_outside(make_cifar_fixture, tmp_path, data_
     archive = _archive_with_extra_member(tmp_path, make_cifar_fixture, member)
 
     expect_load_failure(archive, "is a link \\(to '/etc/passwd'\\)", data_cache_dir)
+
+
+@pytest.mark.parametrize("member_type", [tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE],
+                         ids=["fifo", "character_device", "block_device"])
+def test_tar_special_member_is_refused(member_type, make_cifar_fixture, tmp_path,
+                                       data_cache_dir):
+    member = tarfile.TarInfo("cifar-10-batches-py/special")
+    member.type = member_type
+    archive = _archive_with_extra_member(tmp_path, make_cifar_fixture, member)
+
+    expect_load_failure(archive, "'cifar-10-batches-py/special' is a device, pipe or other "
+                                 "special file", data_cache_dir)
 
 
 def test_folder_with_a_symlink_to_a_file_outside(copy_cifar_fixture, tmp_path, data_cache_dir):

@@ -151,10 +151,24 @@ class FileTree:
                 "Refusing to read them (corrupt, or not CIFAR-10 data)."
             )
 
-    def _read_capped(self, path: str, stream: BinaryIO, limit: FileLimit) -> bytes:
-        """Read one file, never more than ``limit.max_bytes`` (plus one byte to notice)."""
+    def _read_capped(self, path: str, stream: BinaryIO, limit: FileLimit, size: int) -> bytes:
+        """Read one file, never more than ``limit.max_bytes`` (plus one byte to notice).
+
+        Args:
+            path: The file, for error messages.
+            stream: The open file or archive member.
+            limit: What the file is and the most bytes it may hold.
+            size: Its size as last stated (header or stat), at most ``limit.max_bytes``.
+
+        Returns:
+            The file's bytes.
+        """
         try:
-            content = stream.read(limit.max_bytes + 1)
+            # Asking for the stated size, not the limit: a buffered read allocates what it
+            # is asked for, and 60,000 small images would each cost megabytes of it.
+            content = stream.read(size + 1)
+            if len(content) > size:  # It grew since it was stated: read on, still capped.
+                content += stream.read(limit.max_bytes + 1 - len(content))
         except MemoryError:
             raise DataSourceError(
                 f"{self.description}: ran out of memory reading {path}, which should be "
@@ -210,9 +224,9 @@ class FolderTree(FileTree):
 
     def _read_checked(self, wanted: Mapping[str, FileLimit]) -> Iterator[tuple[str, bytes]]:
         for relative_path, limit in wanted.items():
-            # Capped: the file may have grown since its size was checked.
             with open(self.root / relative_path, "rb") as stream:
-                yield relative_path, self._read_capped(relative_path, stream, limit)
+                size = min(os.fstat(stream.fileno()).st_size, limit.max_bytes)
+                yield relative_path, self._read_capped(relative_path, stream, limit, size)
 
 
 class _ExtendedHeaderTooLarge(Exception):
@@ -358,7 +372,8 @@ class TarTree(FileTree):
                 if member.size > limit.max_bytes:
                     raise self._too_large(clean_path, f"{member.size:,}", limit)
                 try:
-                    content = self._read_capped(clean_path, archive.extractfile(member), limit)
+                    content = self._read_capped(clean_path, archive.extractfile(member), limit,
+                                                member.size)
                 except _ARCHIVE_READ_ERRORS as error:
                     raise DataSourceError(
                         f"{self.description} is truncated or corrupt: {error}"

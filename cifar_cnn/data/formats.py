@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cifar_cnn.data.errors import DataSourceError
-from cifar_cnn.data.file_trees import FileTree
+from cifar_cnn.data.file_trees import FileLimit, FileTree, TreeLimits
 from cifar_cnn.images import one_line_error, to_rgb_pixels
 
 CLASS_NAMES = (
@@ -34,6 +34,35 @@ _PIXELS_PER_IMAGE = 32 * 32 * 3
 _PYTHON_TRAIN_FILES = tuple(f"data_batch_{index}" for index in range(1, 6))
 _BINARY_TRAIN_FILES = tuple(f"data_batch_{index}.bin" for index in range(1, 6))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+# Size limits, checked (from tar headers or os.stat) before a file is read, so a small
+# archive that inflates to gigabytes is refused without being inflated.
+IMAGES_PER_BATCH = 10_000  # In each official batch, python or binary.
+BINARY_RECORD_BYTES = 1 + _PIXELS_PER_IMAGE  # 1 label byte + 3,072 pixel bytes.
+BINARY_BATCH_BYTES = IMAGES_PER_BATCH * BINARY_RECORD_BYTES  # 30,730,000: the official size.
+# An official python batch is 31,035,704 bytes. Python 3 re-saving one at protocol 2 writes
+# the pixels as latin-1 text in UTF-8, up to two bytes each: about 62 MB at worst.
+PYTHON_BATCH_MAX_BYTES = 64 << 20
+# A 32x32 JPEG or PNG is a few KB; a few MB leaves room for metadata (EXIF, ICC profiles).
+IMAGE_FILE_MAX_BYTES = 4 << 20
+# The official versions hold about 186 MB, a PNG image folder up to about 200 MB; this
+# leaves room for extra files while bounding what is read into memory (and inflated).
+SOURCE_MAX_BYTES = 512 << 20
+# 60,000 images plus their folders; twice that leaves room for extra files.
+SOURCE_MAX_FILES = 150_000
+
+SOURCE_LIMITS = TreeLimits(
+    max_file_bytes=max(PYTHON_BATCH_MAX_BYTES, BINARY_BATCH_BYTES, IMAGE_FILE_MAX_BYTES),
+    max_total_bytes=SOURCE_MAX_BYTES,
+    max_files=SOURCE_MAX_FILES,
+    largest_file="a python-version batch re-saved by Python 3",
+)
+_BINARY_BATCH_LIMIT = FileLimit(
+    BINARY_BATCH_BYTES, f"a binary batch ({IMAGES_PER_BATCH:,} records of "
+                        f"{BINARY_RECORD_BYTES:,} bytes)")
+_PYTHON_BATCH_LIMIT = FileLimit(
+    PYTHON_BATCH_MAX_BYTES, f"a python batch ({IMAGES_PER_BATCH:,} images, about 31 MB)")
+_IMAGE_FILE_LIMIT = FileLimit(IMAGE_FILE_MAX_BYTES, "a 32x32 JPEG or PNG image")
 
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -83,9 +112,19 @@ def _require_files(tree: FileTree, paths: list[str]) -> None:
         raise DataSourceError(f"{tree.description} is incomplete: missing {', '.join(missing)}.")
 
 
-def _read_named(tree: FileTree, paths: list[str]) -> dict[str, bytes]:
+def _read_named(tree: FileTree, paths: list[str], limit: FileLimit) -> dict[str, bytes]:
+    """Read files that must all exist, each refused if larger than ``limit``.
+
+    Args:
+        tree: The checked folder or archive.
+        paths: The files to read.
+        limit: What each file is and the most bytes it may hold.
+
+    Returns:
+        Path -> content.
+    """
     _require_files(tree, paths)
-    return dict(tree.read_files(paths))
+    return dict(tree.read_files({path: limit for path in paths}))
 
 
 def _check_labels(labels: np.ndarray, where: str) -> np.ndarray:
@@ -109,11 +148,12 @@ def load_python_layout(tree: FileTree, prefix: str) -> Arrays:
     from cifar_cnn.data.safe_pickle import load_batch_pickle
 
     names = [prefix + name for name in (*_PYTHON_TRAIN_FILES, "test_batch")]
-    contents = _read_named(tree, names)
+    contents = _read_named(tree, names, _PYTHON_BATCH_LIMIT)
 
     def decode(name: str) -> tuple[np.ndarray, np.ndarray]:
         where = f"{tree.description}:{name}"
-        batch = load_batch_pickle(contents[name], where)
+        # Popped: each file's bytes are freed once decoded, not kept until the end.
+        batch = load_batch_pickle(contents.pop(name), where)
         data, labels = batch.get(b"data"), batch.get(b"labels")
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
                 or data.shape[1] != _PIXELS_PER_IMAGE:
@@ -146,18 +186,13 @@ def load_binary_layout(tree: FileTree, prefix: str) -> Arrays:
         ``(x_train, y_train), (x_test, y_test)``.
     """
     names = [prefix + name for name in (*_BINARY_TRAIN_FILES, "test_batch.bin")]
-    contents = _read_named(tree, names)
-    record_size = 1 + _PIXELS_PER_IMAGE
+    contents = _read_named(tree, names, _BINARY_BATCH_LIMIT)
 
     def decode(name: str) -> tuple[np.ndarray, np.ndarray]:
         where = f"{tree.description}:{name}"
         raw = np.frombuffer(contents[name], dtype=np.uint8)
-        if raw.size == 0 or raw.size % record_size:
-            raise DataSourceError(
-                f"{where} has {raw.size} bytes, not a whole number of {record_size}-byte "
-                "records (1 label byte + 3072 pixel bytes): truncated or not a CIFAR-10 file."
-            )
-        records = raw.reshape(-1, record_size)
+        _check_whole_records(raw.size, where)
+        records = raw.reshape(-1, BINARY_RECORD_BYTES)
         images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         return np.ascontiguousarray(images), _check_labels(records[:, 0], where)
 
@@ -166,6 +201,20 @@ def load_binary_layout(tree: FileTree, prefix: str) -> Arrays:
     x_train = np.concatenate([images for images, _ in train_parts])
     y_train = np.concatenate([labels for _, labels in train_parts])
     return (x_train, y_train), test
+
+
+def _check_whole_records(size: int, where: str) -> None:
+    """Refuse a binary batch that is not a whole, positive number of records.
+
+    Args:
+        size: The file's size in bytes.
+        where: The file, for the error message.
+    """
+    if size == 0 or size % BINARY_RECORD_BYTES:
+        raise DataSourceError(
+            f"{where} has {size} bytes, not a whole number of {BINARY_RECORD_BYTES}-byte "
+            "records (1 label byte + 3072 pixel bytes): truncated or not a CIFAR-10 file."
+        )
 
 
 def decode_image(content: bytes, where: str, expected_size: tuple[int, int] | None = (32, 32)):
@@ -210,21 +259,23 @@ def _image_folder_split(tree: FileTree, prefix: str, split: str) -> list[tuple[s
     """List ``(path, label)`` for one split, checking the class folders first."""
     split_prefix = f"{prefix}{split}/"
     files_by_class: dict[str, list[str]] = {}
+    too_deep = []
     for path in tree.paths():
         if not path.startswith(split_prefix):
             continue
-        relative = path[len(split_prefix):]
-        if relative.startswith("."):
-            continue  # Hidden files and folders (.DS_Store, macOS ._ files) are not classes.
-        if "/" not in relative:
+        parts = path[len(split_prefix):].split("/")
+        if any(part.startswith(".") for part in parts):
+            continue  # Hidden files and folders (.DS_Store, macOS ._ files) are not images.
+        if len(parts) == 1:
             raise DataSourceError(
                 f"{tree.description}: {path} lies directly in {split}/; images belong in "
                 f"{split}/<class>/ with <class> one of {', '.join(CLASS_NAMES)}."
             )
-        class_name, file_name = relative.split("/", 1)
-        if file_name.startswith(".") or "/" in file_name:
-            continue  # Hidden files (.DS_Store) and deeper folders are not images of this class.
-        files_by_class.setdefault(class_name, []).append(path)
+        if len(parts) > 2:
+            too_deep.append(path)
+        else:
+            files_by_class.setdefault(parts[0], []).append(path)
+    _refuse_nested_files(tree, split, too_deep)
     found, expected = set(files_by_class), set(CLASS_NAMES)
     if found != expected:
         problems = []
@@ -248,6 +299,22 @@ def _image_folder_split(tree: FileTree, prefix: str, split: str) -> list[tuple[s
     return listing
 
 
+def _refuse_nested_files(tree: FileTree, split: str, paths: list[str]) -> None:
+    """Refuse files in folders below the class folders, naming a few of them.
+
+    They were silently skipped once; an image set aside in a sub-folder is more likely a
+    mistake than a wish to leave it out.
+    """
+    if not paths:
+        return
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3:,} more" if len(paths) > 3 else "")
+    raise DataSourceError(
+        f"{tree.description}: {shown} lie in a folder below {split}/<class>/; images belong "
+        f"directly in their class folder ({split}/<class>/<image>), and sub-folders are not "
+        "read. Move them up, or hide the folder (a name starting with '.')."
+    )
+
+
 def load_image_folder_layout(tree: FileTree, prefix: str) -> Arrays:
     """Decode ``train/<class>/*`` and ``test/<class>/*`` JPEG or PNG images.
 
@@ -262,7 +329,7 @@ def load_image_folder_layout(tree: FileTree, prefix: str) -> Arrays:
     """
     listings = {split: _image_folder_split(tree, prefix, split) for split in ("train", "test")}
     labels_by_path = {path: label for listing in listings.values() for path, label in listing}
-    contents = dict(tree.read_files(labels_by_path))
+    contents = dict(tree.read_files({path: _IMAGE_FILE_LIMIT for path in labels_by_path}))
     # Pillow releases the GIL while decoding, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         decoded = dict(zip(contents, pool.map(decode_image, contents.values(), contents.keys())))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from cifar_cnn.data.errors import DataSourceError
+
 # NumPy 1.x has only ``numpy.core``; NumPy 2 renamed it ``numpy._core``.
 _numpy_core = np._core if hasattr(np, "_core") else np.core
 
@@ -42,21 +44,23 @@ MAX_REUSED_OBJECT_BYTES = 1024
 # Strings up to this length are remembered by the scan: global names and dtype codes.
 _MAX_REMEMBERED_CHARS = 64
 
+# Opcodes that push one constant, or one number, string or bytes read from the file.
+_CONSTANT_OPCODES = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
+_DATA_OPCODES = frozenset({
+    "BININT", "BININT1", "BININT2", "SHORT_BINSTRING", "BINSTRING", "SHORT_BINUNICODE",
+    "BINUNICODE", "SHORT_BINBYTES", "BINBYTES", "BYTEARRAY8",
+})
 # Every opcode that pickle protocols 2 to 5 (and Python 2's cPickle, which wrote the
 # official files) use for a dict of str or bytes keys, lists of ints and bytes, and NumPy
 # arrays. Object construction other than REDUCE (INST, OBJ, NEWOBJ), extension registries,
 # persistent ids and out-of-band buffers never occur in a batch.
-_ALLOWED_OPCODES = frozenset({
+_ALLOWED_OPCODES = _DATA_OPCODES | set(_CONSTANT_OPCODES) | {
     "PROTO", "FRAME", "STOP", "MARK",
-    "NONE", "NEWTRUE", "NEWFALSE", "BININT", "BININT1", "BININT2",
-    "SHORT_BINSTRING", "BINSTRING", "SHORT_BINUNICODE", "BINUNICODE",
-    "SHORT_BINBYTES", "BINBYTES", "BYTEARRAY8",
-    "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
+    "EMPTY_DICT", "EMPTY_LIST", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
     "APPEND", "APPENDS", "SETITEM", "SETITEMS",
     "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD",
-    "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET",
-})
-_CONSTANT_OPCODES = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
+    "BINPUT", "LONG_BINPUT", "MEMOIZE", "BINGET", "LONG_BINGET",
+}
 _TUPLE_LENGTHS = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
 _ADD_OPCODE_ITEMS = {"APPEND": 1, "SETITEM": 2}
 # Dtype kinds a batch holds: bool, signed and unsigned integers, floats.
@@ -266,8 +270,11 @@ class _PickleScan:
                 raise UnsafePickle(f"{error} (opcode {opcode.name} at byte {position})") from None
 
     def _step(self, name: str, arg) -> None:
+        """Apply one (allowed) opcode to the model of the stack and memo."""
         if name in _CONSTANT_OPCODES:
             self._stack.append(_Item(value=_CONSTANT_OPCODES[name]))
+        elif name in _DATA_OPCODES:
+            self._stack.append(_data_item(arg))
         elif name in ("EMPTY_DICT", "EMPTY_LIST"):
             self._stack.append(_Item())
         elif name == "MARK":
@@ -283,16 +290,16 @@ class _PickleScan:
             self._reduce()
         elif name == "BUILD":
             self._build()
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+        elif name in ("BINPUT", "LONG_BINPUT", "MEMOIZE"):
             self._memoize(len(self._memo) if name == "MEMOIZE" else arg)
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
+        elif name in ("BINGET", "LONG_BINGET"):
             self._fetch(arg)
         elif name == "FRAME" and arg > self._file_bytes:
+            # Frames only group opcodes; one larger than the file is a lie.
             raise UnsafePickle(f"a frame of {arg:,} bytes in a file of {self._file_bytes:,}")
         elif name == "STOP":
             self._pop(1)
-        elif name not in ("PROTO", "FRAME"):
-            self._stack.append(_data_item(arg))
+        # PROTO and (honest) FRAME change nothing on the stack.
 
     def _pop(self, count: int) -> list[_Item]:
         floor = self._marks[-1] if self._marks else 0
@@ -428,8 +435,6 @@ def load_batch_pickle(content: bytes, description: str) -> dict:
     Returns:
         The batch dictionary, keys as bytes (``b"data"``, ``b"labels"``, ...).
     """
-    from cifar_cnn.data.errors import DataSourceError
-
     try:
         scan_pickle(content)
         batch = _AllowListUnpickler(io.BytesIO(content)).load()

@@ -11,7 +11,7 @@ import numpy as np
 from cifar_cnn.data import cache
 from cifar_cnn.data.errors import DataSourceError
 from cifar_cnn.data.file_trees import open_file_tree
-from cifar_cnn.data.formats import LAYOUT_LOADERS, detect_layout
+from cifar_cnn.data.formats import LAYOUT_LOADERS, SOURCE_LIMITS, detect_layout
 
 KERAS_SOURCE = "keras"
 SOURCE_ENVIRONMENT_VARIABLE = "CIFAR10_SOURCE"
@@ -87,6 +87,30 @@ def _verify_checksum(path: Path, actual_sha256: str, expected_sha256: str | None
         )
 
 
+def _decode_source(path: Path):
+    """Decode a local folder or archive, whatever its layout.
+
+    Args:
+        path: The folder or archive.
+
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``.
+    """
+    try:
+        tree = open_file_tree(path, SOURCE_LIMITS)
+        layout, prefix = detect_layout(tree)
+        return LAYOUT_LOADERS[layout](tree, prefix)
+    except MemoryError:
+        # The size limits should make this unreachable; a clear error beats a traceback
+        # from deep inside NumPy or Pillow if they are not enough on a small machine.
+        raise DataSourceError(
+            f"{path}: ran out of memory while loading it. A CIFAR-10 source holds 60,000 "
+            "32x32 images (about 180 MB decoded) and at most "
+            f"{SOURCE_LIMITS.max_total_bytes:,} bytes of files; free some memory or check "
+            "that it is CIFAR-10 data."
+        ) from None
+
+
 def load_cifar10(
     source: str | os.PathLike | None = None,
     *,
@@ -118,19 +142,18 @@ def load_cifar10(
     if path.is_file():
         fingerprint = cache.file_sha256(path)
         _verify_checksum(path, fingerprint, sha256)
-    else:
-        if sha256:
-            raise DataSourceError(f"{path} is a folder; a sha256 can only check an archive file.")
+    elif sha256:
+        raise DataSourceError(f"{path} is a folder; a sha256 can only check an archive file.")
+    if not use_cache:
+        return _decode_source(path)
+    if not path.is_file():
+        # Hashing a folder's content is only needed for the cache key.
         fingerprint = "folder:" + cache.folder_fingerprint(path)
     cache_file = cache.cache_path(Path(cache_dir) if cache_dir else cache.default_cache_dir(),
                                   fingerprint)
-    if use_cache:
-        cached = cache.load_cached(cache_file)
-        if cached is not None:
-            return cached
-    tree = open_file_tree(path)
-    layout, prefix = detect_layout(tree)
-    train, test = LAYOUT_LOADERS[layout](tree, prefix)
-    if use_cache:
-        cache.save_cached(cache_file, train, test)
+    cached = cache.load_cached(cache_file)
+    if cached is not None:
+        return cached
+    train, test = _decode_source(path)
+    cache.save_cached(cache_file, train, test)
     return train, test
