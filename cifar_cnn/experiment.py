@@ -173,7 +173,7 @@ def data_figures(run: runs.RunFolder, data: PreparedData) -> dict:
 
 def steps_per_epoch(config: RunConfig, data: PreparedData) -> int:
     """Optimizer steps in one epoch (the last partial batch counts)."""
-    return -(-len(data.train[1]) // config.batch_size)
+    return -(-len(data.train[1]) // config.training_recipe().batch_size)
 
 
 def build_model(config: RunConfig, data: PreparedData, run: runs.RunFolder | None = None):
@@ -251,6 +251,7 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
     """
     from cifar_cnn import distribute, train
 
+    epochs = config.training_recipe().epochs
     train_dataset, monitor_dataset = make_datasets(config, data)
     callbacks = list(extra_callbacks)
     if config.tensorboard:
@@ -265,13 +266,13 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
             # A non-chief writes a scratch folder; it resumes from the chief's, known by
             # name only when run_name is given (without it the run is new).
             chief_folder = runs.run_folder_path(config) if config.run_name else run.path
-            training = distribute.fit_multi_worker(model, train_dataset, config.epochs,
+            training = distribute.fit_multi_worker(model, train_dataset, epochs,
                                                    run.path, resume_directory=chief_folder,
                                                    **options)
         else:
             # In the scope, optimizer slots that a resume builds before fit are mirrored too.
             with strategy.scope():
-                training = train.fit(model, train_dataset, config.epochs, run.path, **options)
+                training = train.fit(model, train_dataset, epochs, run.path, **options)
     # What "auto" chose, for metrics.json.
     training.strategy = distribute.resolve_strategy_name(config.strategy)
     training.replicas = int(strategy.num_replicas_in_sync)
@@ -308,7 +309,9 @@ def evaluate_model(model, config: RunConfig, data: PreparedData):
     """
     from cifar_cnn import evaluate
 
-    return evaluate.evaluate_model(model, *data.test, flip_augmentation=config.tta)
+    recipe = config.training_recipe()
+    return evaluate.evaluate_model(model, *data.test,
+                                   flip_augmentation=recipe.flip_test_time_augmentation)
 
 
 def evaluation_figures(run: runs.RunFolder, data: PreparedData, evaluation) -> dict:
