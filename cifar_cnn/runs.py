@@ -410,6 +410,23 @@ def set_aside(path: Path) -> Path:
     return aside
 
 
+def set_aside_run(path: Path) -> Path | None:
+    """The completed run set aside for ``path``'s replacement, if one still waits.
+
+    A replacement that died without :meth:`RunFolder.fail` (a killed process, a notebook
+    cell that raised) leaves its replaced run hidden; the next start of the same run name
+    picks it up again, so it is always deleted or put back in the end, never orphaned.
+
+    Args:
+        path: A run folder.
+
+    Returns:
+        The hidden folder, or None.
+    """
+    asides = sorted(path.parent.glob(f".{path.name}.replaced-*")) if path.parent.is_dir() else []
+    return asides[0] if asides else None
+
+
 def restore(aside: Path, path: Path) -> None:
     """Put a set-aside run folder back, removing the failed replacement at ``path``."""
     remove(path)
@@ -647,7 +664,14 @@ def start_run(config: RunConfig, scratch: bool = False) -> RunFolder:
         existing = existing_run_state(path, config)
     if existing.state in (DONE, CONFLICT):
         raise ValueError(existing.reason)
-    replaced = set_aside(path) if existing.state == REPLACE else None
+    replaced = None if scratch else set_aside_run(path)
+    if existing.state == REPLACE:
+        if replaced is not None:
+            # Here lies an unfinished replacement of the run already set aside: that
+            # completed run stays aside, the unfinished attempt goes.
+            remove(path)
+        else:
+            replaced = set_aside(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -685,5 +709,5 @@ __all__ = [
     "SWEEP_STATUSES", "TENSORBOARD_FOLDER", "TRAINING_STATE_FOLDER", "UNREADABLE",
     "cpu_model", "default_run_name", "discard", "environment_record", "existing_run_state",
     "find_runs", "git_commit", "is_run_folder", "list_runs", "read_run", "record_environment",
-    "remove", "restore", "run_folder_path", "runs_folder", "set_aside", "start_run", "utc_now",
+    "remove", "restore", "run_folder_path", "set_aside_run", "runs_folder", "set_aside", "start_run", "utc_now",
 ]

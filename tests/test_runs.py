@@ -82,6 +82,25 @@ def test_a_failed_replacement_puts_the_completed_run_back(tmp_path):
     assert (tmp_path / "r1" / "model.keras").read_bytes() == b"the original model"
 
 
+def test_a_replacement_that_died_unrecorded_still_ends_in_one_run(tmp_path):
+    original = runs.start_run(_config(tmp_path))
+    original.finish({"test_accuracy": 0.5})
+    runs.start_run(_config(tmp_path, overwrite=True, epochs=3))  # Then the process dies.
+    assert runs.find_runs(tmp_path) == [tmp_path / "r1"]
+    # Started again with other parameters, then failing: the completed run comes back.
+    retry = runs.start_run(_config(tmp_path, overwrite=True, epochs=4))
+    retry.fail(RuntimeError("out of patience"))
+    assert [path.name for path in tmp_path.iterdir()] == ["r1"]
+    assert runs.read_run(tmp_path / "r1").test_accuracy == 0.5
+    # Died again, then resumed with the same parameters and completed: one run is left.
+    runs.start_run(_config(tmp_path, overwrite=True, epochs=3))
+    resumed = runs.start_run(_config(tmp_path, overwrite=True, epochs=3))
+    assert resumed.resumed and resumed.replaced is not None
+    resumed.finish({"test_accuracy": 0.8})
+    assert [path.name for path in tmp_path.iterdir()] == ["r1"]
+    assert runs.read_run(tmp_path / "r1").test_accuracy == 0.8
+
+
 def test_a_failure_is_recorded_and_the_run_can_resume(tmp_path):
     run = runs.start_run(_config(tmp_path, epochs=5))
     run.fail(ValueError("bad\nthing"))
