@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from cifar_cnn.config import RunConfig
-from cifar_cnn.files import atomic_output, write_text
+from cifar_cnn.files import write_figure, write_text
 from cifar_cnn.plots.comparison import comparison_figure
 from cifar_cnn.runs import UNREADABLE, RunSummary, find_runs, read_run, runs_folder
 
@@ -213,6 +213,5 @@ def write_comparison(runs: Sequence[RunSummary], directory: str | Path,
              "figure": directory / f"{name}.png"}
     write_text(paths["csv"], csv_table(rows))
     write_text(paths["markdown"], markdown_table(rows))
-    with atomic_output(paths["figure"]) as temporary:
-        comparison_figure(runs).savefig(temporary, dpi=100, format="png")
+    write_figure(paths["figure"], comparison_figure(runs), dpi=100)
     return paths

@@ -287,7 +287,7 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
     """
     from cifar_cnn import data as data_module
     from cifar_cnn.config import RunConfig
-    from cifar_cnn.files import atomic_output
+    from cifar_cnn.files import write_figure
     from cifar_cnn.plots import confusion_matrix_figure
     from cifar_cnn.predict import load_model, resolve_model_path
     from cifar_cnn.runs import CONFIG_FILE, utc_now, write_json
@@ -324,8 +324,7 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
     seconds = time.perf_counter() - started
 
     figure = confusion_matrix_figure(evaluation.confusion, data_module.CLASS_NAMES)
-    with atomic_output(figure_path) as temporary:
-        figure.savefig(temporary, dpi=110)
+    write_figure(figure_path, figure)
     results_path = figure_path.parent / EVALUATION_FILE
     write_json(results_path, {
         "model": str(loaded.path),

@@ -77,4 +77,22 @@ def write_json(path: str | os.PathLike, document: Any) -> Path:
     return write_text(path, json.dumps(document, indent=2, default=str) + "\n")
 
 
-__all__ = ["atomic_output", "write_json", "write_text"]
+def write_figure(path: str | os.PathLike, figure, dpi: int = 110) -> Path:
+    """Save a matplotlib Figure atomically, in the format its suffix names.
+
+    Args:
+        path: Destination file (``.png``, ``.pdf``, ``.svg``...).
+        figure: A ``matplotlib.figure.Figure``.
+        dpi: Resolution of raster formats.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    with atomic_output(path) as temporary:
+        # The temporary name ends in ".partial<suffix>": the format is named explicitly.
+        figure.savefig(temporary, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
+    return path
+
+
+__all__ = ["atomic_output", "write_figure", "write_json", "write_text"]

@@ -40,7 +40,7 @@ from typing import Any
 
 from cifar_cnn import __version__
 from cifar_cnn.config import RunConfig
-from cifar_cnn.files import atomic_output, write_json
+from cifar_cnn.files import atomic_output, write_figure, write_json
 
 # ---------------------------------------------------------------------------------------------
 # The files of a run folder. Every other module takes these names from here.
@@ -575,10 +575,7 @@ class RunFolder:
         Returns:
             The PNG's path.
         """
-        path = self.figures_path / f"{name}.png"
-        with atomic_output(path) as temporary:
-            figure.savefig(temporary, dpi=110, format="png")
-        return path
+        return write_figure(self.figures_path / f"{name}.png", figure)
 
     def save_model(self, model) -> Path:
         """Save a Keras model as ``model.keras`` atomically and return its path."""

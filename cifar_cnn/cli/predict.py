@@ -145,7 +145,7 @@ def run(arguments: argparse.Namespace) -> int:
         print(f"predictions: {json_path}")
     if arguments.contact_sheet:
         if prepared:
-            from cifar_cnn.files import atomic_output
+            from cifar_cnn.files import write_figure
             from cifar_cnn.plots import prediction_contact_sheet
 
             sheet_path = Path(arguments.contact_sheet).expanduser()
@@ -153,8 +153,7 @@ def run(arguments: argparse.Namespace) -> int:
                 pixels, [image.path.name for image in prepared],
                 [[(entry["class"], entry["probability"]) for entry in result["top_k"]]
                  for result in results])
-            with atomic_output(sheet_path) as temporary:
-                figure.savefig(temporary, dpi=110)
+            write_figure(sheet_path, figure)
             print(f"contact sheet: {sheet_path}")
         else:
             message("predict", "note", "no contact sheet: no image could be classified.")
