@@ -1,13 +1,20 @@
 """cifar_cnn: convolutional networks on CIFAR-10 with TensorFlow 2 and Keras 3.
 
-The package is a thin library that the notebooks in ``notebooks/`` call step by step:
+The package is a thin library that the notebooks in ``notebooks/`` call step by step. Each
+concept has one home:
 
-- :mod:`cifar_cnn.config`: the run configuration, validated before any work starts;
-- :mod:`cifar_cnn.data`: CIFAR-10 from any supported source, cached, split and batched;
-- :mod:`cifar_cnn.models`: named model builders and their registry;
+- :mod:`cifar_cnn.config`: the run configuration (the notebook's parameters) and every valid
+  choice, validated before any work starts;
+- :mod:`cifar_cnn.runs`: the run folder: its file names, status words, reuse rule, writer and
+  reader;
+- :mod:`cifar_cnn.experiment`: the steps of one run, shared by the notebook, the command line,
+  sweeps and benchmarks;
+- :mod:`cifar_cnn.data`: CIFAR-10 from any supported source, bounded, cached, split, batched;
+- :mod:`cifar_cnn.models`, :mod:`cifar_cnn.recipes`: named networks and training recipes;
 - :mod:`cifar_cnn.train`: ``model.fit`` with callbacks that record, checkpoint and resume;
-- :mod:`cifar_cnn.evaluate`: accuracy, per-class accuracy, confusion matrix, predictions;
-- :mod:`cifar_cnn.plots`: matplotlib figures built from arrays.
+- :mod:`cifar_cnn.evaluate`: predictions, accuracy, confusion matrix, saved-model evaluation;
+- :mod:`cifar_cnn.plots`: every figure, as matplotlib Figures built from arrays;
+- :mod:`cifar_cnn.cli`: the ``cifar-cnn`` command line, one module per command.
 
 Importing the package is cheap: nothing is downloaded, loaded or built at import time.
 """
