@@ -10,18 +10,30 @@ it). That callback, like the run's own per-epoch monitoring pass, runs outside t
 time: training seconds are the run history's ``train_seconds``, the wall-clock seconds of
 the training epochs alone, first-epoch graph tracing included.
 
+Throughput is set against the machine: before any recipe, with nothing else running, the run
+measures this machine's float32 and bfloat16 matmul peaks (``machine_peak.py``), and every
+recipe's record carries its network's FLOPs per training image, counted from the layers
+(``flops.py``), the GFLOP/s its training achieved and the fraction of the peak of the
+precision it trained in. With ``--reference-python`` (the python of a torch environment) the
+reference airbench94 network's training images/s (``../shared/anchors/reference_throughput.py``)
+is measured in the same run and recorded beside ours.
+
 Usage:
     python benchmarks/recipes.py [--recipes seed seed_regularized airbench_small airbench:4]
-                                 [--data-source PATH]
+                                 [--data-source PATH] [--reference-python PATH]
+                                 [--peak-sizes 1024 2048] [--peak-repeats 5]
+                                 [--peak-minimum-seconds 0.5]
 A recipe written NAME:EPOCHS runs with that many epochs instead of its default (its schedule
 is then fitted to that budget).
-Writes benchmarks/results/cpu-2core.json (machine, recipes, per-epoch curves) and a PNG plot.
+Writes benchmarks/results/cpu-2core.json (machine, matmul peaks, FLOP convention, reference
+network, recipes with per-epoch curves) and a PNG plot.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +41,9 @@ import time
 from pathlib import Path
 
 from common import DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, peak_memory_mib
+from flops import FLOP_CONVENTION, count_model_flops
+from machine_peak import (DEFAULT_MINIMUM_SECONDS, DEFAULT_REPEATS, DEFAULT_SIZES,
+                          POLICY_PRECISION, measure_peaks)
 
 THRESHOLDS = ("0.68", "0.70", "0.80", "0.90", "0.94")
 DEFAULT_RECIPES = ("seed", "seed_regularized", "airbench_small", "airbench")
@@ -39,6 +54,11 @@ PER_EPOCH_EVALUATION = {
               "flip test-time augmentation, test_accuracy_no_tta without",
     "counted_in_train_seconds": False,
 }
+REFERENCE_SCRIPT = REPOSITORY_ROOT.parent / "shared" / "anchors" / "reference_throughput.py"
+REFERENCE_NETWORK = ("airbench94 reference network (KellerJordan/cifar10-airbench), PyTorch "
+                     "float32, channels_last, eager, batch 500, random data, forward and "
+                     "backward passes alone (no optimizer step, no input pipeline); compare "
+                     "with the airbench recipe")
 
 
 def pipeline_images_per_second(dataset, limit_images: int = 20_000) -> float:
@@ -116,7 +136,8 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
 
     Returns:
         A JSON-ready dictionary: settings, training seconds, final and best test accuracy,
-        seconds to each of ``THRESHOLDS``, throughputs, peak memory and ``per_epoch`` rows.
+        seconds to each of ``THRESHOLDS``, throughputs, the network's FLOPs per image
+        (``flops.FLOP_CONVENTION``), peak memory and ``per_epoch`` rows.
     """
     import numpy as np
 
@@ -156,8 +177,12 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
                    if row["test_accuracy"] >= float(threshold)]
         seconds_to[threshold] = reached[0] if reached else None
     train_seconds = float(cumulative[-1])
+    # The trained model itself (the callback holds it), so the count is of the very network
+    # whose throughput is measured.
+    flops = count_model_flops(callback.model)
     return {
         "recipe": recipe,
+        "model": config.training_recipe().model,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "precision_policy": metrics["precision_policy"],
@@ -177,10 +202,69 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
         "seconds_to": seconds_to,
         "train_images_per_second": metrics["train_examples"] * len(history) / train_seconds,
         "pipeline_images_per_second": pipeline_speed,
+        "forward_flops_per_image": flops["forward_flops_per_image"],
+        "elementwise_flops_per_image": flops["elementwise_flops_per_image"],
+        "training_flops_per_image": flops["training_flops_per_image"],
         "peak_memory_mib": peak_memory,
         "per_epoch_evaluation": PER_EPOCH_EVALUATION,
         "per_epoch": per_epoch,
     }
+
+
+def add_efficiency(record: dict, peaks: dict) -> dict:
+    """Add the achieved GFLOP/s and the fraction of the matching measured peak to a record.
+
+    Args:
+        record: A :func:`benchmark_one` record (``training_flops_per_image``,
+            ``train_images_per_second``, ``precision_policy``).
+        peaks: ``peak_gflops_per_second`` of ``machine_peak.measure_peaks``.
+
+    Returns:
+        The same record, with ``achieved_gflops_per_second``, ``peak_precision``,
+        ``peak_gflops_per_second`` and ``fraction_of_peak`` (the last three None for a
+        policy with no measured peak, such as the GPU's ``mixed_float16``).
+    """
+    record["achieved_gflops_per_second"] = \
+        record["training_flops_per_image"] * record["train_images_per_second"] / 1e9
+    precision = POLICY_PRECISION.get(record["precision_policy"])
+    peak = None if precision is None else peaks[precision]
+    record["peak_precision"] = precision
+    record["peak_gflops_per_second"] = peak
+    record["fraction_of_peak"] = None if peak is None else \
+        record["achieved_gflops_per_second"] / peak
+    return record
+
+
+def reference_throughput(reference_python: str | None, timeout_seconds: float = 900) -> dict:
+    """Training images/s of the reference airbench94 network, measured with a torch python.
+
+    Runs ``../shared/anchors/reference_throughput.py`` in a scratch folder (it may write
+    there) and reads the number from its last line.
+
+    Args:
+        reference_python: The python executable of a virtual environment with torch, or
+            None to skip the measurement.
+        timeout_seconds: Give up after this long.
+
+    Returns:
+        ``{"network", "python", "images_per_second", "note"}``; ``images_per_second`` is
+        None when no python was given, and the note says why.
+    """
+    record = {"network": REFERENCE_NETWORK, "python": reference_python,
+              "images_per_second": None}
+    if reference_python is None:
+        record["note"] = "not measured: no --reference-python given"
+        return record
+    with tempfile.TemporaryDirectory() as scratch:
+        completed = subprocess.run([reference_python, str(REFERENCE_SCRIPT)], cwd=scratch,
+                                   capture_output=True, text=True, timeout=timeout_seconds)
+    found = re.search(r"([0-9.]+) img/s", completed.stdout)
+    if completed.returncode != 0 or not found:
+        raise SystemExit(f"the reference throughput script failed (exit "
+                         f"{completed.returncode}):\n{completed.stderr[-3000:]}")
+    record["images_per_second"] = float(found.group(1))
+    record["note"] = completed.stdout.strip().splitlines()[-1]
+    return record
 
 
 def plot_results(results: dict, path: Path) -> None:
@@ -213,6 +297,15 @@ def main() -> None:
     parser.add_argument("--data-source", default=DEFAULT_DATA_SOURCE)
     parser.add_argument("--output", type=Path,
                         default=REPOSITORY_ROOT / "benchmarks" / "results" / "cpu-2core.json")
+    parser.add_argument("--reference-python", default=None, metavar="PATH",
+                        help="python of a torch environment: also measure the reference "
+                             "airbench94 network's training images/s")
+    parser.add_argument("--peak-sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
+                        help="matrix sides of the matmul peak measurement")
+    parser.add_argument("--peak-repeats", type=int, default=DEFAULT_REPEATS,
+                        help="timed matmuls per size of the peak measurement, at least")
+    parser.add_argument("--peak-minimum-seconds", type=float, default=DEFAULT_MINIMUM_SECONDS,
+                        help="timed seconds per size of the peak measurement, at least")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # Internal: run one recipe, print JSON.
     arguments = parser.parse_args()
 
@@ -230,7 +323,18 @@ def main() -> None:
         parser.error(f"bad recipe entries {', '.join(unknown)}; valid recipes: "
                      f"{', '.join(RECIPES)}, optionally followed by :EPOCHS")
     results = {"command": " ".join(["python", "benchmarks/recipes.py", *sys.argv[1:]]),
-               "data_source": arguments.data_source, "machine": machine_record(), "recipes": []}
+               "data_source": arguments.data_source, "machine": machine_record()}
+    # First, while nothing else of this benchmark runs: the recipes train in child
+    # processes afterwards, so they do not share the cores with the measurement.
+    print("== matmul peak", flush=True)
+    results["machine_peak"] = measure_peaks(arguments.peak_sizes, arguments.peak_repeats,
+                                             arguments.peak_minimum_seconds)
+    print(json.dumps(results["machine_peak"]["peak_gflops_per_second"]), flush=True)
+    results["flop_convention"] = FLOP_CONVENTION
+    results["reference_network"] = reference_throughput(arguments.reference_python)
+    print(f"== reference network: {results['reference_network']['images_per_second']} images/s",
+          flush=True)
+    results["recipes"] = []
     for recipe in arguments.recipes:
         print(f"== {recipe}", flush=True)
         command = [sys.executable, __file__, "--one", recipe, "--data-source",
@@ -242,13 +346,17 @@ def main() -> None:
         if completed.returncode != 0 or not results_lines:
             print(completed.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"recipe {recipe} failed (exit {completed.returncode})")
-        results["recipes"].append(json.loads(results_lines[-1][len("RESULT "):]))
+        record = json.loads(results_lines[-1][len("RESULT "):])
+        results["recipes"].append(
+            add_efficiency(record, results["machine_peak"]["peak_gflops_per_second"]))
         arguments.output.parent.mkdir(parents=True, exist_ok=True)
         arguments.output.write_text(json.dumps(results, indent=2) + "\n")  # After every recipe.
     plot_results(results, arguments.output.with_suffix(".png"))
     for record in results["recipes"]:
         print(f"{record['recipe']}: {record['final_test_accuracy']:.4f} in "
-              f"{record['train_seconds']:.0f} s, seconds_to {record['seconds_to']}")
+              f"{record['train_seconds']:.0f} s, seconds_to {record['seconds_to']}, "
+              f"{record['train_images_per_second']:.0f} images/s, "
+              f"{record['achieved_gflops_per_second']:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
 """The benchmark scripts run end to end on a tiny fixture and write the promised fields."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# The benchmark scripts import each other as top-level modules (run as scripts, their folder
+# is on the path); the unit tests below import them the same way.
+sys.path.insert(0, str(BENCHMARKS))
 
 
 def _run(script, *arguments, timeout=600):
@@ -18,8 +24,14 @@ def _run(script, *arguments, timeout=600):
 def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_archive, tmp_path):
     output = tmp_path / "results.json"
     _run("recipes.py", "--recipes", "seed:2", "airbench_small:1", "--data-source",
-         str(image_folder_archive), "--output", str(output))
+         str(image_folder_archive), "--output", str(output),
+         "--peak-sizes", "128", "--peak-repeats", "1", "--peak-minimum-seconds", "0")
     results = json.loads(output.read_text())
+    peaks = results["machine_peak"]["peak_gflops_per_second"]
+    assert peaks["float32"] > 0 and peaks["bfloat16"] > 0
+    assert results["flop_convention"]["training_flops_per_image"].startswith("3 x")
+    assert results["reference_network"]["images_per_second"] is None
+    assert "no --reference-python" in results["reference_network"]["note"]
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["processor"]
     assert [record["recipe"] for record in results["recipes"]] == ["seed", "airbench_small"]
     seed, small = results["recipes"]
@@ -37,9 +49,125 @@ def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_arc
     assert small["final_test_accuracy"] == small["per_epoch"][-1]["test_accuracy"]
     assert seed["per_epoch_evaluation"]["counted_in_train_seconds"] is False
     assert small["pipeline_images_per_second"] > 0 and small["peak_memory_mib"] > 0
+    assert seed["forward_flops_per_image"] == SEED_CNN_FORWARD_FLOPS
+    for record in (seed, small):
+        assert record["training_flops_per_image"] == 3 * record["forward_flops_per_image"] > 0
+        assert record["achieved_gflops_per_second"] > 0 and record["fraction_of_peak"] > 0
+        assert record["achieved_gflops_per_second"] == pytest.approx(
+            record["training_flops_per_image"] * record["train_images_per_second"] / 1e9)
+        # Each recipe is set against the peak of the precision it trained in.
+        precision = "bfloat16" if record["precision_policy"] == "mixed_bfloat16" else "float32"
+        assert record["peak_precision"] == precision
+        assert record["peak_gflops_per_second"] == peaks[precision]
+        assert record["fraction_of_peak"] == pytest.approx(
+            record["achieved_gflops_per_second"] / peaks[precision])
     assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     table = _run("table.py", str(output))
-    assert table.count("\n| `") == 2 and "to 0.94" in table
+    assert table.count("\n| `") == 2 and "to 0.94" in table and "| of peak |" in table
+    assert f"{seed['fraction_of_peak']:.1%}" in table
+
+
+def test_table_tolerates_results_without_flop_fields():
+    from table import markdown_table
+
+    record = {"recipe": "seed", "epochs": 1, "final_test_accuracy": 0.5, "train_seconds": 10.0,
+              "seconds_to": {"0.68": None}, "train_images_per_second": 100.0}
+    table = markdown_table({"machine": {"processor": "cpu", "cpu_count": 2},
+                            "recipes": [record]})
+    assert table.splitlines()[-1].endswith("| 100 | - | - | cpu, 2 cores |")
+
+
+# seed_cnn on a 32x32x3 image, by hand: conv1 (3x3, 3 -> 32 channels, 'same') on 32x32,
+# pool to 16x16, conv2 (3x3, 32 -> 64) on 16x16, pool to 8x8, then dense 4096 -> 128 -> 256
+# -> 10; a multiply-add is 2 FLOPs.
+SEED_CNN_FORWARD_FLOPS = (2 * 32 * 32 * 3 * 3 * 3 * 32 + 2 * 16 * 16 * 3 * 3 * 32 * 64
+                          + 2 * 8 * 8 * 64 * 128 + 2 * 128 * 256 + 2 * 256 * 10)
+
+
+def test_flop_counter_matches_a_hand_count_of_the_seed_network():
+    from flops import count_model_flops
+
+    from cifar_cnn.models import seed_cnn
+
+    count = count_model_flops(seed_cnn())
+    assert count["forward_flops_per_image"] == SEED_CNN_FORWARD_FLOPS == 12_325_888
+    assert count["training_flops_per_image"] == 3 * SEED_CNN_FORWARD_FLOPS
+    by_name = {row["name"]: row for row in count["per_layer"]}
+    assert by_name["conv1"]["matmul_flops"] == 2 * 32 * 32 * 27 * 32
+    # The conv's bias and ReLU, one operation per output element each.
+    assert by_name["conv1"]["elementwise_flops"] == 2 * 32 * 32 * 32
+    assert by_name["dropout1"]["matmul_flops"] == by_name["dropout1"]["elementwise_flops"] == 0
+
+
+def test_flop_counter_on_a_tiny_model_with_whitening_groups_and_batchnorm():
+    import keras
+
+    from flops import count_model_flops
+
+    from cifar_cnn.models import PatchWhitening
+
+    inputs = keras.Input(shape=(6, 6, 2))
+    x = PatchWhitening(filters=4, kernel_size=2)(inputs)                    # 5x5x4
+    x = keras.layers.Conv2D(8, 3, groups=2, padding="valid", use_bias=False)(x)  # 3x3x8
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalMaxPooling2D()(x)                                  # 8
+    outputs = keras.layers.Dense(3)(x)
+    count = count_model_flops(keras.Model(inputs, outputs))
+    whitening = 2 * 5 * 5 * (2 * 2 * 2) * 4
+    grouped_conv = 2 * 3 * 3 * (3 * 3 * 4 // 2) * 8
+    dense = 2 * 8 * 3
+    assert count["forward_flops_per_image"] == whitening + grouped_conv + dense
+    # Whitening bias 5*5*4, BatchNorm 2 per element of 3*3*8, pooling 3*3*8 - 8
+    # comparisons, dense bias 3.
+    assert count["elementwise_flops_per_image"] == 100 + 144 + 64 + 3
+    assert count["training_flops_per_image"] == 3 * count["forward_flops_per_image"]
+
+
+def test_flop_counter_refuses_a_layer_it_does_not_know():
+    import keras
+
+    from flops import count_model_flops
+
+    inputs = keras.Input(shape=(4, 4, 2))
+    outputs = keras.layers.Conv2DTranspose(2, 3)(inputs)
+    with pytest.raises(ValueError, match="No FLOP rule"):
+        count_model_flops(keras.Model(inputs, outputs))
+
+
+def test_flop_counter_agrees_with_tensorflows_profiler():
+    from flops import count_model_flops, profiler_flops
+
+    from cifar_cnn.models import seed_cnn
+
+    model = seed_cnn()
+    profiled = profiler_flops(model)
+    assert profiled["conv_and_matmul_ops"] == count_model_flops(model)["forward_flops_per_image"]
+    assert profiled["all_ops"] > profiled["conv_and_matmul_ops"]
+
+
+def test_machine_peak_measures_both_precisions_quickly():
+    from machine_peak import measure_peaks
+
+    peak = measure_peaks(sizes=(64, 128), repeats=1, minimum_seconds=0)
+    assert set(peak["peak_gflops_per_second"]) == {"float32", "bfloat16"}
+    assert len(peak["measurements"]) == 2 * 2 * 2  # precisions x paths x sizes
+    for dtype, best in peak["peak_gflops_per_second"].items():
+        rows = [row["gflops_per_second"] for row in peak["measurements"] if row["dtype"] == dtype]
+        assert best == max(rows) > 0 and all(math.isfinite(rate) for rate in rows)
+    assert isinstance(peak["bfloat16_native"], bool) and peak["processor"]
+    assert peak["threads"]["usable_cores"] >= 1 and peak["seconds"] < 60
+
+
+def test_reference_throughput_reads_the_reference_scripts_number(tmp_path):
+    from recipes import reference_throughput
+
+    assert reference_throughput(None)["images_per_second"] is None
+    # A stand-in for a torch python: prints the line the reference script prints.
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\necho 'reference airbench94 net torch float32: 131 img/s'\n")
+    fake_python.chmod(0o755)
+    record = reference_throughput(str(fake_python))
+    assert record["images_per_second"] == 131.0 and record["python"] == str(fake_python)
 
 
 def test_seed_pipeline_benchmark_compares_both_paths(image_folder_archive, tmp_path):
