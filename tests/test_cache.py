@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -239,3 +240,16 @@ def test_an_unwritable_cache_warns_and_still_returns_the_arrays(make_cifar_fixtu
     assert warning.filename == __file__
     if cache_dir.parent.is_dir():
         assert cache_entries(cache_dir) == [], "no entry and no partial file is left behind"
+
+
+def test_partial_files_of_killed_writers_are_removed_but_fresh_ones_kept(make_cifar_fixture,
+                                                                         data_cache_dir):
+    data_cache_dir.mkdir(parents=True, exist_ok=True)
+    abandoned = data_cache_dir / ".cifar10-abc.x1.partial.npz"
+    in_progress = data_cache_dir / ".cifar10-def.x2.partial.npz"
+    for partial in (abandoned, in_progress):
+        partial.write_bytes(b"half written")
+    hours_ago = time.time() - 2 * data_cache.ABANDONED_PARTIAL_SECONDS
+    os.utime(abandoned, (hours_ago, hours_ago))
+    load_cifar10(make_cifar_fixture("binary", "tar"))
+    assert not abandoned.exists() and in_progress.exists()

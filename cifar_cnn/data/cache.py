@@ -13,7 +13,8 @@ version:
 A cache entry is checked when it is read (shapes, dtypes, label range, both splits) and
 ignored when anything is wrong: the caller then decodes the source and replaces it.
 Entries are written to a temporary name and renamed into place, so an interrupted write
-leaves only a hidden ``.partial`` file that is never read. A cache that cannot be written
+leaves only a hidden ``.partial`` file that is never read (and deleted by a later write once
+it is an hour old). A cache that cannot be written
 (no permission, disk full) is a warning, not a failure: the decoded arrays are still used.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -224,6 +226,26 @@ def load_cached(path: Path):
     return splits[0], splits[1]
 
 
+# A cache write takes seconds; a partial file this old was left by a writer that was killed.
+ABANDONED_PARTIAL_SECONDS = 3600
+
+
+def _remove_abandoned_partials(cache_dir: Path) -> None:
+    """Delete temporary cache files (about 180 MB each) that killed writers left behind.
+
+    Younger ones may belong to a load running right now in another process: they stay.
+    """
+    if not cache_dir.is_dir():
+        return
+    now = time.time()
+    for partial in cache_dir.glob(".*.partial.npz"):
+        try:
+            if now - partial.stat().st_mtime > ABANDONED_PARTIAL_SECONDS:
+                partial.unlink()
+        except OSError:
+            pass  # Gone already, or not ours to delete: the cache works without this.
+
+
 def save_cached(path: Path, train, test) -> bool:
     """Write arrays to ``path`` atomically; warn (never raise) when that is impossible.
 
@@ -239,6 +261,7 @@ def save_cached(path: Path, train, test) -> bool:
         True when the entry was written, False when it could not be (a
         :class:`CacheWarning` says why).
     """
+    _remove_abandoned_partials(Path(path).parent)
     try:
         with atomic_output(path) as temporary, open(temporary, "wb") as stream:
             # Uncompressed: loading 180 MB raw is far faster than inflating it.
