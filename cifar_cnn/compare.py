@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 from cifar_cnn.config import RunConfig
 from cifar_cnn.files import write_figure, write_text
 from cifar_cnn.plots.comparison import comparison_figure
-from cifar_cnn.runs import UNREADABLE, RunSummary, find_runs, read_run, runs_folder
+from cifar_cnn.runs import RunSummary, find_runs, read_run, runs_folder
 
 # Config fields that name or place a run rather than change what it trains: they always
 # differ (run_name) or say nothing about the result, so they never become table columns.
@@ -79,11 +79,7 @@ def load_runs(locations: str | Path | Iterable[str | Path] | None = None,
     if not folders:
         where = ", ".join(str(runs_folder(location)) for location in locations)
         raise ValueError(f"No run folders match {pattern!r} in {where}.")
-    summaries = [read_run(folder) for folder in folders]
-    for summary in summaries:
-        if summary.status == UNREADABLE:
-            summary.error = summary.problem
-    return summaries
+    return [read_run(folder) for folder in folders]
 
 
 def differing_parameters(runs: Sequence[RunSummary]) -> list[str]:

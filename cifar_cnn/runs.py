@@ -160,8 +160,7 @@ class RunSummary:
         metrics: ``metrics.json``, or None before the run completed.
         history: ``history.json``: one row per completed epoch.
         record: ``run.json``: status, times, environment.
-        problem: Why the folder is unreadable, else None.
-        error: Why the run failed, when it did.
+        error: Why the run failed, or why the folder is unreadable; else None.
     """
 
     name: str
@@ -171,7 +170,6 @@ class RunSummary:
     metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
-    problem: str | None = None
     error: str | None = None
 
     @property
@@ -245,7 +243,7 @@ def read_run(path: str | os.PathLike) -> RunSummary:
 
     Returns:
         Its :class:`RunSummary`. A damaged file gives status ``"unreadable"`` with the
-        reason in ``problem``, never an exception, so one bad folder cannot hide the rest.
+        reason in ``error``, never an exception, so one bad folder cannot hide the rest.
     """
     path = Path(path)
     summary = RunSummary(name=path.name, path=path)
@@ -255,11 +253,11 @@ def read_run(path: str | os.PathLike) -> RunSummary:
         history = _read_json(path / HISTORY_FILE, default=[])
         record = _read_json(path / RUN_RECORD_FILE, default={})
     except (OSError, ValueError) as error:
-        summary.status, summary.problem = UNREADABLE, " ".join(str(error).split())
+        summary.status, summary.error = UNREADABLE, " ".join(str(error).split())
         return summary
     if not isinstance(config, dict) or not isinstance(history, list) \
             or not isinstance(metrics, (dict, type(None))) or not isinstance(record, dict):
-        summary.status, summary.problem = UNREADABLE, "unexpected JSON structure"
+        summary.status, summary.error = UNREADABLE, "unexpected JSON structure"
         return summary
     summary.config, summary.metrics, summary.record = config, metrics, record
     summary.history = [row for row in history if isinstance(row, dict)]
@@ -545,21 +543,12 @@ class RunFolder:
     def log_path(self) -> Path:
         return self.path / LOG_FILE
 
-    @property
-    def history_path(self) -> Path:
-        return self.path / HISTORY_FILE
 
     @property
     def training_state_path(self) -> Path:
         return self.path / TRAINING_STATE_FOLDER
 
-    @property
-    def best_model_path(self) -> Path:
-        return self.path / BEST_MODEL_FILE
 
-    @property
-    def tensorboard_path(self) -> Path:
-        return self.path / TENSORBOARD_FOLDER
 
     def is_complete(self) -> bool:
         """True once :meth:`finish` has written the final metrics."""

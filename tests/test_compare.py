@@ -149,15 +149,15 @@ def test_a_damaged_run_folder_is_unreadable_and_does_not_hide_the_others(runs_di
     (runs_dir / "lr0.001-bs32" / "metrics.json").write_text("{not json")
     damaged = run_folders.read_run(runs_dir / "lr0.001-bs32")  # Never raises.
     assert damaged.status == run_folders.UNREADABLE == "unreadable"
-    assert re.search(r"metrics\.json is not valid JSON .*damaged", damaged.problem)
-    assert "\n" not in damaged.problem
+    assert re.search(r"metrics\.json is not valid JSON .*damaged", damaged.error)
+    assert "\n" not in damaged.error
     runs = compare.load_runs(runs_dir)
     assert [(run.name, run.status) for run in runs] == [
         ("lr0.001-bs32", "unreadable"), ("lr0.003-bs32", "complete"),
         ("lr0.003-bs64", "incomplete")]
-    assert runs[0].error == damaged.problem and runs[1].error is None
+    assert runs[0].error == damaged.error and runs[1].error is None
     rows = compare.comparison_rows(runs)
-    assert rows[0]["status"] == "unreadable" and rows[0]["error"] == damaged.problem
+    assert rows[0]["status"] == "unreadable" and rows[0]["error"] == damaged.error
 
 
 def test_figures_draw_every_curve_and_every_bar(runs_dir):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from cifar_cnn import cli, runs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from cifar_cnn.cli.common import EXIT_OK
 from cifar_cnn.runs import CONFIG_FILE

@@ -16,6 +16,7 @@ from cifar_cnn.runs import (
     METRICS_FILE,
     RUNS_FOLDER_NAME,
     RUNS_FOLDER_VARIABLE,
+    UNREADABLE,
     RunSummary,
     list_runs,
     runs_folder,
@@ -102,6 +103,6 @@ def run(arguments: argparse.Namespace) -> int:
         return EXIT_OK
     print(format_run_table(summaries))
     for summary in summaries:
-        if summary.problem:
-            message("runs", "note", f"{summary.path} is unreadable: {summary.problem}")
+        if summary.status == UNREADABLE:
+            message("runs", "note", f"{summary.path} is unreadable: {summary.error}")
     return EXIT_OK

@@ -38,6 +38,8 @@ def run(arguments: argparse.Namespace) -> int:
     print(f"run folder: {run_folder.path}")
     print(f"test accuracy: {metrics['test_accuracy']:.4f}")
     if config.tensorboard:
-        print(f"tensorboard logs: {run_folder.tensorboard_path} (view with: "
+        from cifar_cnn.tensorboard_logging import tensorboard_log_dir
+
+        print(f"tensorboard logs: {tensorboard_log_dir(run_folder.path)} (view with: "
               f"tensorboard --logdir {run_folder.path.parent})")
     return EXIT_OK
