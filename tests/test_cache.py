@@ -159,12 +159,28 @@ def _with_flipped_byte(path) -> None:
     path.write_bytes(bytes(content))
 
 
+def _with_flipped_header_byte(path) -> None:
+    content = bytearray(path.read_bytes())
+    content[20000] ^= 0xFF  # Early in the entry: the first array's header or pixels.
+    path.write_bytes(bytes(content))
+
+
+def _with_every_array_wrong(path) -> None:
+    with open(path, "wb") as stream:
+        np.savez(stream, x_train=np.zeros((2, 8, 8, 3), np.uint8), y_train=np.zeros(2),
+                 x_test=np.zeros((1, 8, 8, 3), np.uint8), y_test=np.zeros(1))
+
+
 ENTRY_DAMAGE = {
     "empty": lambda path: path.write_bytes(b""),
     "random_bytes": lambda path: path.write_bytes(np.random.default_rng(3).bytes(5000)),
     "truncated": lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 3]),
+    "truncated_to_half": lambda path: path.write_bytes(
+        path.read_bytes()[: path.stat().st_size // 2]),
+    "flipped_header_byte": _with_flipped_header_byte,
     "flipped_byte": _with_flipped_byte,
     "wrong_shapes": lambda path: _rewrite_entry(path, x_train=np.zeros((30, 8, 8, 3), np.uint8)),
+    "every_array_wrong": _with_every_array_wrong,
     "wrong_dtype": _with_float_images,
     "label_12": _with_label_12,
     "labels_of_another_length": _with_labels_of_another_length,

@@ -264,38 +264,6 @@ def test_changed_folder_gives_the_new_data_not_the_stale_cache(copy_cifar_fixtur
     np.testing.assert_array_equal(new_y_test, y_test[:3])
 
 
-def _wrong_shapes_npz(path):
-    with open(path, "wb") as stream:
-        np.savez(stream, x_train=np.zeros((2, 8, 8, 3), np.uint8), y_train=np.zeros(2),
-                 x_test=np.zeros((1, 8, 8, 3), np.uint8), y_test=np.zeros(1))
-
-
-CACHE_DAMAGE = {
-    "random_bytes": lambda path: path.write_bytes(np.random.default_rng(3).bytes(5000)),
-    "truncated": lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
-    "empty": lambda path: path.write_bytes(b""),
-    "flipped_byte": lambda path: path.write_bytes(
-        path.read_bytes()[:20000] + bytes([path.read_bytes()[20000] ^ 0xFF])
-        + path.read_bytes()[20001:]),
-    "wrong_shapes": _wrong_shapes_npz,
-}
-
-
-@pytest.mark.parametrize("damage", sorted(CACHE_DAMAGE))
-def test_damaged_cache_file_is_ignored_and_rebuilt(make_cifar_fixture, tiny_arrays,
-                                                   data_cache_dir, damage):
-    source = make_cifar_fixture("binary", "tar")
-    load_cifar10(source)
-    (cache_file,) = data_cache_dir.iterdir()
-    CACHE_DAMAGE[damage](cache_file)
-    assert data_cache.load_cached(cache_file) is None
-
-    assert_arrays_equal(load_cifar10(source), tiny_arrays)
-
-    assert [path.name for path in data_cache_dir.iterdir()] == [cache_file.name]
-    assert_arrays_equal(data_cache.load_cached(cache_file), tiny_arrays)
-
-
 def test_failed_cache_write_leaves_neither_cache_nor_partial_file(make_cifar_fixture,
                                                                   tiny_arrays, data_cache_dir):
     source = make_cifar_fixture("python", "folder")
