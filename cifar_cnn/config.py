@@ -23,6 +23,9 @@ from cifar_cnn.recipes import RECIPES, Recipe, get_recipe
 PREPROCESSING_MODES = ("scale", "standardize")
 PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGY_CHOICES = ("auto", "default", "mirrored", "multiworker", "tpu")
+# Test-time augmentation: no extra views, each image with its mirror, or airbench's six views
+# (the image and its mirror, each also shifted one pixel up-left and down-right).
+TEST_TIME_AUGMENTATIONS = ("none", "flip", "flip_translate")
 
 MAX_RUN_NAME_LENGTH = 100  # Far below any file system's limit, with room for suffixes.
 QUICK_ENVIRONMENT_VARIABLE = "CIFAR_CNN_QUICK"
@@ -49,7 +52,9 @@ class RunConfig:
         mixed_precision: ``"auto"``, ``"float32"``, ``"mixed_bfloat16"`` or
             ``"mixed_float16"``; None takes the recipe's (the seed: float32).
         xla: Compile training steps with XLA; None lets Keras decide (on with a GPU).
-        tta: Test-time augmentation (average with the mirrored image); None: the recipe's.
+        tta: Test-time augmentation: True averages each test image's prediction over the
+            recipe's views (``Recipe.test_time_augmentation``; "flip" for a recipe without
+            any), False predicts once; None: on when the recipe has views.
         tensorboard: Write TensorBoard logs to ``<run folder>/tensorboard``.
         strategy: ``tf.distribute`` strategy: ``"auto"``, ``"default"``, ``"mirrored"``,
             ``"multiworker"`` (from ``TF_CONFIG``) or ``"tpu"`` (``cifar_cnn.distribute``);
@@ -88,7 +93,7 @@ class RunConfig:
                            "learning_rate": recipe.learning_rate,
                            "preprocessing": recipe.preprocessing,
                            "mixed_precision": recipe.precision,
-                           "tta": recipe.flip_test_time_augmentation}
+                           "tta": recipe.test_time_augmentation != "none"}
         for name, default in recipe_defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
@@ -180,7 +185,8 @@ class RunConfig:
         return dataclasses.replace(
             get_recipe(self.recipe), epochs=self.epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, preprocessing=self.preprocessing,
-            precision=self.mixed_precision, flip_test_time_augmentation=self.tta)
+            precision=self.mixed_precision,
+            test_time_augmentation=test_time_views(get_recipe(self.recipe), self.tta))
 
     def describe(self, resolved: Mapping[str, str] | None = None) -> str:
         """The parameters as aligned ``name  value`` lines, for people to read.
@@ -204,6 +210,22 @@ class RunConfig:
 
 # papermill's injected-parameters cell starts with this comment line.
 _PAPERMILL_HEADER = "# Parameters"
+
+
+def test_time_views(recipe: Recipe, tta: bool) -> str:
+    """The test-time augmentation a run uses: the recipe's views when ``tta`` is on.
+
+    Args:
+        recipe: The run's recipe.
+        tta: The run's ``tta`` parameter.
+
+    Returns:
+        One of ``TEST_TIME_AUGMENTATIONS``: ``"none"`` when off, else the recipe's views,
+        or ``"flip"`` for a recipe that has none of its own.
+    """
+    if not tta:
+        return "none"
+    return recipe.test_time_augmentation if recipe.test_time_augmentation != "none" else "flip"
 
 
 def _papermill_injected_names(cell_sources) -> set[str]:

@@ -20,8 +20,43 @@ CONFUSION_MATRIX_FIGURE = "confusion_matrix.png"
 EVALUATION_FILE = "evaluation.json"
 
 
+def _shifted(pixels: np.ndarray, offset: int) -> np.ndarray:
+    """Images moved by one pixel (offset 0: down-right, 2: up-left), borders reflected."""
+    height, width = pixels.shape[1:3]
+    padded = np.pad(pixels, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    return padded[:, offset:offset + height, offset:offset + width]
+
+
+def test_time_views(pixels: np.ndarray, test_time_augmentation: str):
+    """The views of a batch that test-time augmentation averages, with their weights.
+
+    ``"flip_translate"`` is airbench's six views: half the weight on the image and its
+    mirror, half on the same two shifted one pixel down-right and up-left (reflected
+    borders), each pair split equally.
+
+    Args:
+        pixels: float images (N, H, W, C).
+        test_time_augmentation: One of ``cifar_cnn.config.TEST_TIME_AUGMENTATIONS``.
+
+    Returns:
+        A list of ``(weight, images)``; the weights sum to 1.
+    """
+    from cifar_cnn.config import TEST_TIME_AUGMENTATIONS
+
+    if test_time_augmentation not in TEST_TIME_AUGMENTATIONS:
+        raise ValueError(f"Unknown test_time_augmentation {test_time_augmentation!r}; valid "
+                         f"choices: {', '.join(TEST_TIME_AUGMENTATIONS)}.")
+    if test_time_augmentation == "none":
+        return [(1.0, pixels)]
+    views = [(0.5, pixels)]
+    if test_time_augmentation == "flip_translate":
+        views = [(0.5, pixels), (0.25, _shifted(pixels, 0)), (0.25, _shifted(pixels, 2))]
+    return [(weight / 2, mirrored) for weight, view in views
+            for mirrored in (view, view[:, :, ::-1])]
+
+
 def predict_probabilities(model, images: np.ndarray, *, batch_size: int = 500,
-                          flip_augmentation: bool = False, chunk_size: int = 2000,
+                          test_time_augmentation: str = "none", chunk_size: int = 2000,
                           progress_label: str | None = None) -> np.ndarray:
     """Class probabilities for raw uint8 (or 0-255 float) images.
 
@@ -30,12 +65,17 @@ def predict_probabilities(model, images: np.ndarray, *, batch_size: int = 500,
     The images go through the model in chunks of whole batches (batching is the same as in
     one call), which lets a counter show progress on long jobs.
 
+    With test-time augmentation, the views' logits are averaged, as airbench does, and the
+    result goes through softmax again. The models end in softmax, so the log-probabilities
+    are averaged instead: each view's differ from its logits by one constant per image,
+    which softmax removes, so the probabilities are exactly those of the averaged logits.
+
     Args:
         model: A model whose first layer preprocesses raw pixels (every model here does).
         images: Array (N, 32, 32, 3) of 0-255 pixels.
         batch_size: Images per forward pass.
-        flip_augmentation: Test-time augmentation: average the probabilities of each image
-            and its horizontal mirror.
+        test_time_augmentation: The views averaged (:func:`test_time_views`): ``"none"``,
+            ``"flip"`` or ``"flip_translate"``.
         chunk_size: Images between two progress updates (rounded up to whole batches).
         progress_label: Label of a "label: done/total" counter on a terminal's standard
             error, or None (the default) for no counter.
@@ -46,6 +86,7 @@ def predict_probabilities(model, images: np.ndarray, *, batch_size: int = 500,
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be 1 or more, got {batch_size} and "
                          f"{chunk_size}.")
+    test_time_views(images[:0].astype(np.float32), test_time_augmentation)  # Checks the name.
     # Whole batches per chunk, so the batches are those of one call over all the images.
     chunk_size = -(-chunk_size // batch_size) * batch_size
     counter = None
@@ -57,16 +98,27 @@ def predict_probabilities(model, images: np.ndarray, *, batch_size: int = 500,
     parts = []
     for start in range(0, len(images), chunk_size):
         pixels = images[start:start + chunk_size].astype(np.float32)
-        probabilities = model.predict(pixels, batch_size=batch_size, verbose=0)
-        if flip_augmentation:
-            mirrored = model.predict(pixels[:, :, ::-1, :], batch_size=batch_size, verbose=0)
-            probabilities = (probabilities + mirrored) / 2.0
+        views = test_time_views(pixels, test_time_augmentation)
+        if len(views) == 1:
+            probabilities = model.predict(pixels, batch_size=batch_size, verbose=0)
+        else:
+            log_probabilities = sum(
+                weight * np.log(np.maximum(model.predict(view, batch_size=batch_size, verbose=0),
+                                           np.finfo(np.float32).tiny))
+                for weight, view in views)
+            probabilities = _softmax(log_probabilities)
         parts.append(np.asarray(probabilities, dtype=np.float32))
         if counter:
             counter.update(min(start + chunk_size, len(images)))
     if not parts:
         return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
     return np.concatenate(parts)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, in float64 for the sums."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -149,7 +201,7 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> Eva
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 500,
-                   flip_augmentation: bool = False) -> Evaluation:
+                   test_time_augmentation: str = "none") -> Evaluation:
     """Predict and score in one call.
 
     Args:
@@ -157,13 +209,13 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, *, batch_size:
         images: Array (N, 32, 32, 3) of 0-255 pixels.
         labels: Integer labels (N,).
         batch_size: Images per forward pass.
-        flip_augmentation: Average with horizontally mirrored images (test-time augmentation).
+        test_time_augmentation: The views averaged (see :func:`predict_probabilities`).
 
     Returns:
         An :class:`Evaluation`.
     """
     probabilities = predict_probabilities(model, images, batch_size=batch_size,
-                                          flip_augmentation=flip_augmentation)
+                                          test_time_augmentation=test_time_augmentation)
     return evaluate_probabilities(probabilities, labels)
 
 
@@ -197,7 +249,7 @@ class EvaluationReport:
         split_size: Images in the whole test split (more than ``test_examples`` when a
             subset was drawn).
         subset_seed: The seed of the stratified subset (the run's, else the default).
-        flip_tta: Whether each prediction was averaged with its mirror image's.
+        test_time_augmentation: The views each prediction averaged (``"none"``: one).
         seconds: Time spent loading the data, predicting and scoring.
         figure_path: The confusion-matrix figure written.
         results_path: The ``evaluation.json`` written beside it.
@@ -212,7 +264,7 @@ class EvaluationReport:
     test_examples: int
     split_size: int
     subset_seed: int
-    flip_tta: bool
+    test_time_augmentation: str
     seconds: float
     figure_path: Path
     results_path: Path
@@ -256,13 +308,14 @@ def evaluation_figure_path(model_path: str | Path, output: str | Path | None = N
 
 
 def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | None = None,
-                         max_test_examples: int | None = None, flip_tta: bool | None = None,
+                         max_test_examples: int | None = None,
+                         test_time_augmentation: str | None = None,
                          output: str | Path | None = None,
                          progress: Callable[[str], None] | None = None) -> EvaluationReport:
     """Score a saved model on a test split; write a confusion matrix and ``evaluation.json``.
 
-    A run folder knows its data, the seed of its test subset and whether it used flip
-    test-time augmentation: each is reused unless given, so evaluating a run with its own
+    A run folder knows its data, the seed of its test subset and its test-time
+    augmentation: each is reused unless given, so evaluating a run with its own
     ``max_test_examples`` reproduces its ``metrics.json`` exactly.
 
     Args:
@@ -271,8 +324,9 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
             ``$CIFAR10_SOURCE``, else the Keras download).
         max_test_examples: Evaluate a stratified subset of this many test images, drawn
             with the run's seed (default: the whole test split).
-        flip_tta: Average each prediction with its mirror image's (default: as the run
-            did; off for a bare model file).
+        test_time_augmentation: The views each prediction averages, one of
+            ``cifar_cnn.config.TEST_TIME_AUGMENTATIONS`` (default: the run's; ``"none"``
+            for a bare model file).
         output: The confusion-matrix figure's path (default: see
             :func:`evaluation_figure_path`); ``evaluation.json`` goes in its folder.
         progress: Called with a line before each slow step (loading the model, the data).
@@ -286,13 +340,16 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
         DataSourceError: The data source cannot be read.
     """
     from cifar_cnn import data as data_module
-    from cifar_cnn.config import RunConfig
+    from cifar_cnn.config import TEST_TIME_AUGMENTATIONS, RunConfig
     from cifar_cnn.files import write_figure
     from cifar_cnn.plots import confusion_matrix_figure
     from cifar_cnn.predict import load_model, resolve_model_path
     from cifar_cnn.runs import CONFIG_FILE, utc_now, write_json
 
     say = progress or (lambda message: None)
+    if test_time_augmentation is not None and test_time_augmentation not in TEST_TIME_AUGMENTATIONS:
+        raise ValueError(f"Unknown test_time_augmentation {test_time_augmentation!r}; valid "
+                         f"choices: {', '.join(TEST_TIME_AUGMENTATIONS)}.")
     model_path = resolve_model_path(model_or_run_folder)
     # Checked before the slow work, so a typo costs nothing.
     figure_path = evaluation_figure_path(model_path, output)
@@ -301,7 +358,8 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
     run_config = loaded.run_config or {}
     source = data_source or run_config.get("data_source")
     seed = run_config.get("seed", RunConfig.seed)
-    flip_tta = bool(run_config.get("tta", False)) if flip_tta is None else flip_tta
+    if test_time_augmentation is None:
+        test_time_augmentation = _run_test_time_augmentation(run_config)
     try:
         resolved = data_module.resolve_source(source)
     except data_module.DataSourceError as error:
@@ -318,7 +376,8 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
     _, (images, labels) = data_module.load_cifar10(source)
     split_size = len(labels)
     images, labels = data_module.subsample(images, labels, max_test_examples, seed)
-    probabilities = predict_probabilities(loaded.model, images, flip_augmentation=flip_tta,
+    probabilities = predict_probabilities(loaded.model, images,
+                                          test_time_augmentation=test_time_augmentation,
                                           progress_label="predicting")
     evaluation = evaluate_probabilities(probabilities, labels)
     seconds = time.perf_counter() - started
@@ -333,7 +392,7 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
         "test_examples": int(len(labels)),
         "max_test_examples": max_test_examples,
         "subset_seed": seed,
-        "flip_tta": flip_tta,
+        "test_time_augmentation": test_time_augmentation,
         **evaluation.summary(data_module.CLASS_NAMES),
         "confusion_matrix_figure": str(figure_path),
         "seconds": seconds,
@@ -343,5 +402,18 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
         evaluation=evaluation, class_names=tuple(data_module.CLASS_NAMES),
         model_path=loaded.path, run_folder=loaded.run_folder,
         data_source=resolved.description, test_examples=int(len(labels)),
-        split_size=split_size, subset_seed=seed, flip_tta=flip_tta, seconds=seconds,
+        split_size=split_size, subset_seed=seed,
+        test_time_augmentation=test_time_augmentation, seconds=seconds,
         figure_path=figure_path, results_path=results_path, notes=list(loaded.notes))
+
+
+def _run_test_time_augmentation(run_config: dict) -> str:
+    """The test-time augmentation a run folder's config used (``"none"`` without one)."""
+    from cifar_cnn.config import test_time_views
+    from cifar_cnn.recipes import RECIPES
+
+    if not run_config.get("tta", False):
+        return "none"
+    recipe = RECIPES.get(run_config.get("recipe"))
+    # A recipe no longer registered: its flip is the views every recipe had before.
+    return test_time_views(recipe, True) if recipe else "flip"

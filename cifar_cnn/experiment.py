@@ -171,9 +171,16 @@ def data_figures(run: runs.RunFolder, data: PreparedData) -> dict:
     })
 
 
+def _drops_last_batch(config: RunConfig, data: PreparedData) -> bool:
+    """Whether training drops each epoch's partial batch: if the recipe asks and one whole fits."""
+    recipe = config.training_recipe()
+    return recipe.drop_remainder and len(data.train[1]) >= recipe.batch_size
+
+
 def steps_per_epoch(config: RunConfig, data: PreparedData) -> int:
-    """Optimizer steps in one epoch (the last partial batch counts)."""
-    return -(-len(data.train[1]) // config.training_recipe().batch_size)
+    """Optimizer steps in one epoch (a last partial batch counts unless the recipe drops it)."""
+    count, batch_size = len(data.train[1]), config.training_recipe().batch_size
+    return count // batch_size if _drops_last_batch(config, data) else -(-count // batch_size)
 
 
 def build_model(config: RunConfig, data: PreparedData, run: runs.RunFolder | None = None):
@@ -210,23 +217,29 @@ def build_model(config: RunConfig, data: PreparedData, run: runs.RunFolder | Non
 
 
 def make_datasets(config: RunConfig, data: PreparedData):
-    """The training and per-epoch monitoring pipelines.
+    """The training and per-epoch monitoring pipelines, and the callbacks the first needs.
 
     Args:
         config: The run configuration.
         data: The run's data.
 
     Returns:
-        ``(train_dataset, monitor_dataset)``.
+        ``(train_dataset, monitor_dataset, callbacks)``; ``callbacks`` (a list) must be
+        given to training (the alternating flip learns the epoch from one).
     """
     from cifar_cnn.augment import make_augmenter
 
     recipe = config.training_recipe()
-    train_dataset = data_module.make_dataset(*data.train, recipe.batch_size, shuffle=True,
-                                             seed=config.seed,
-                                             augment=make_augmenter(recipe.augmentations))
+    augmenter = make_augmenter(recipe.augmentations, seed=config.seed)
+    images, labels = data.train
+    if augmenter is not None:
+        images = augmenter.prepare(images)
+    train_dataset = data_module.make_dataset(images, labels, recipe.batch_size, shuffle=True,
+                                             seed=config.seed, augment=augmenter,
+                                             drop_remainder=_drops_last_batch(config, data))
     monitor_dataset = data_module.make_dataset(*data.monitored, batch_size=500)
-    return train_dataset, monitor_dataset
+    callback = augmenter.callback() if augmenter is not None else None
+    return train_dataset, monitor_dataset, [callback] if callback else []
 
 
 def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolder,
@@ -252,8 +265,8 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
     from cifar_cnn import distribute, train
 
     epochs = config.training_recipe().epochs
-    train_dataset, monitor_dataset = make_datasets(config, data)
-    callbacks = list(extra_callbacks)
+    train_dataset, monitor_dataset, callbacks = make_datasets(config, data)
+    callbacks += list(extra_callbacks)
     if config.tensorboard:
         from cifar_cnn.tensorboard_logging import tensorboard_callback
 
@@ -297,7 +310,7 @@ def training_figures(run: runs.RunFolder, data: PreparedData, training) -> dict:
 
 
 def evaluate_model(model, config: RunConfig, data: PreparedData):
-    """Evaluate on the test set, with flip test-time augmentation when ``config.tta``.
+    """Evaluate on the test set, with the recipe's test-time augmentation when ``config.tta``.
 
     Args:
         model: The trained model.
@@ -311,7 +324,7 @@ def evaluate_model(model, config: RunConfig, data: PreparedData):
 
     recipe = config.training_recipe()
     return evaluate.evaluate_model(model, *data.test,
-                                   flip_augmentation=recipe.flip_test_time_augmentation)
+                                   test_time_augmentation=recipe.test_time_augmentation)
 
 
 def evaluation_figures(run: runs.RunFolder, data: PreparedData, evaluation) -> dict:
@@ -373,7 +386,7 @@ def final_metrics(config: RunConfig, data: PreparedData, training, evaluation) -
         "precision_policy": keras.mixed_precision.global_policy().name,
         "strategy": training.strategy,
         "replicas": training.replicas,
-        "test_time_augmentation": "flip" if config.tta else None,
+        "test_time_augmentation": config.training_recipe().test_time_augmentation,
         "resumed_from_epoch": training.resumed_from_epoch,
         "data_source": data.source,
         "data_load_seconds": data.load_seconds,

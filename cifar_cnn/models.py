@@ -52,12 +52,15 @@ def seed_cnn(preprocessing: keras.layers.Layer | None = None, num_classes: int =
     return keras.Model(inputs, outputs, name="seed_cnn")
 
 
-def _softmax_head(x, num_classes: int, use_bias: bool = True, logit_scale: float | None = None):
-    """Dense logits, optionally scaled, then a float32 softmax (safe under mixed precision)."""
-    x = layers.Dense(num_classes, use_bias=use_bias, name="logits")(x)
-    if logit_scale is not None:
-        x = layers.Rescaling(logit_scale, name="logit_scale")(x)
-    return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+def _softmax_head(x, num_classes: int):
+    """Dense logits, then a float32 softmax (safe under mixed precision)."""
+    x = layers.Dense(num_classes, name="logits")(x)
+    return _float32_softmax(x)
+
+
+def _float32_softmax(logits):
+    """The probabilities every model here ends in, computed in float32."""
+    return layers.Activation("softmax", dtype="float32", name="predictions")(logits)
 
 
 def regularized_seed_cnn(preprocessing: keras.layers.Layer | None = None,
@@ -98,13 +101,14 @@ def regularized_seed_cnn(preprocessing: keras.layers.Layer | None = None,
 def whitening_kernel(images: np.ndarray, patch_size: int = 2, epsilon: float = 5e-4) -> np.ndarray:
     """Convolution filters that whiten image patches (PCA whitening), and their negatives.
 
-    The eigenvectors of the patch covariance, each divided by the square root of its
-    eigenvalue, decorrelate the pixels of every patch: the first layer then sees features
-    of equal variance, which lets the rest of the network train fast (airbench, arXiv
-    2404.00498; "How to train your ResNet").
+    The eigenvectors of the patches' second-moment matrix, each divided by the square root
+    of its eigenvalue, decorrelate the pixels of every patch: the first layer then sees
+    features of equal variance, which lets the rest of the network train fast (airbench,
+    arXiv 2404.00498). As airbench94_muon's ``init_whiten``, the matrix is not centred
+    (the inputs are already standardised).
 
     Args:
-        images: Preprocessed float images (N, H, W, C) — a few thousand are enough.
+        images: Preprocessed float images (N, H, W, C); airbench uses 5,000.
         patch_size: Height and width of the patches (and of the kernel).
         epsilon: Added to the eigenvalues, so near-zero directions are not blown up.
 
@@ -117,8 +121,8 @@ def whitening_kernel(images: np.ndarray, patch_size: int = 2, epsilon: float = 5
                                                        axis=(1, 2))
     # (N, H', W', C, p, p) -> rows of patches flattened in the kernel's (p, p, C) order.
     patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, patch_size * patch_size * channels)
-    covariance = np.cov(patches, rowvar=False)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    second_moment = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(second_moment)
     filters = eigenvectors / np.sqrt(eigenvalues + epsilon)
     filters = np.concatenate([filters, -filters], axis=1)
     return filters.reshape(patch_size, patch_size, channels, -1).astype(np.float32)
@@ -141,56 +145,27 @@ class PatchWhitening(layers.Layer):
         self.kernel = self.add_weight(
             name="kernel", shape=(self.kernel_size, self.kernel_size, input_shape[-1], self.filters),
             initializer="zeros", trainable=False)
-        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+        # PyTorch's default convolution bias, as the reference keeps it: Uniform(+-1/sqrt(fan_in)).
+        bound = 1.0 / np.sqrt(self.kernel_size * self.kernel_size * input_shape[-1])
+        self.bias = self.add_weight(name="bias", shape=(self.filters,),
+                                    initializer=keras.initializers.RandomUniform(-bound, bound))
 
     def call(self, inputs):
         outputs = keras.ops.conv(inputs, keras.ops.cast(self.kernel, inputs.dtype), padding="valid")
-        # The bias trains with airbench's larger bias learning rate (see ScaledBias).
-        return outputs + keras.ops.cast(_BIAS_LEARNING_RATE_SCALE * self.bias, inputs.dtype)
+        return outputs + keras.ops.cast(self.bias, inputs.dtype)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
 
 
 @keras.saving.register_keras_serializable(package="cifar_cnn")
-class ScaledBias(layers.Layer):
-    """Adds a learned per-channel bias stored divided by ``scale``: ``x + scale * bias``.
-
-    Keras optimizers take one learning rate for every variable, but airbench trains its
-    biases with a 64x larger learning rate (its ``bias_scaler``). Storing ``b / 8`` and
-    multiplying by 8 gives the same thing: the gradient with respect to the stored value is
-    8x larger and each of its steps moves the bias 8x further, so the effective learning
-    rate is ``8 ** 2 = 64`` times the optimizer's, while decoupled weight decay shrinks the
-    bias by the same fraction per step as before.
-
-    Args:
-        scale: The multiplier (the square root of the learning-rate factor).
-    """
-
-    def __init__(self, scale: float = 8.0, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = float(scale)
-
-    def build(self, input_shape):
-        self.bias = self.add_weight(name="bias", shape=(input_shape[-1],), initializer="zeros")
-
-    def call(self, inputs):
-        return inputs + keras.ops.cast(self.scale * self.bias, inputs.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
-
-
-_BIAS_LEARNING_RATE_SCALE = 8.0  # 8 ** 2 = airbench's bias_scaler of 64.
-
-
-@keras.saving.register_keras_serializable(package="cifar_cnn")
 class PartialIdentity(keras.initializers.Initializer):
     """Uniform(+-1/sqrt(fan_in)) kernels whose first ``in_channels`` filters are identities.
 
-    The identity ("dirac") filters pass their input channel through unchanged at the start
-    of training, an implicit residual connection that lets a plain deep stack train as fast
-    as a residual one (airbench's ablations: 94% in 18 instead of 21 epochs).
+    PyTorch's default convolution initialisation followed by ``dirac_`` on the first
+    ``in_channels`` output filters, as airbench: those filters pass their input channel
+    through unchanged at the start of training, an implicit residual connection that lets
+    a plain deep stack train as fast as a residual one.
     """
 
     def __call__(self, shape, dtype=None):
@@ -204,20 +179,34 @@ class PartialIdentity(keras.initializers.Initializer):
         return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
 
 
-def _conv_group(x, filters: int, name: str, batchnorm_momentum: float):
-    """Conv - MaxPool - BN - GELU - Conv - BN - GELU, the airbench block.
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class UnitVarianceUniform(keras.initializers.Initializer):
+    """Uniform weights rescaled so that the drawn tensor's standard deviation is exactly 1.
 
-    BatchNorm has neither scale (airbench freezes it at 1) nor its own shift: the shift is
-    a :class:`ScaledBias`, which trains with airbench's larger bias learning rate.
+    airbench's head: PyTorch's default linear initialisation, then ``w *= 1 / w.std()``;
+    the network divides the logits by its width instead.
     """
+
+    def __call__(self, shape, dtype=None):
+        weights = np.random.default_rng(int(keras.random.randint((), 0, 2**31 - 1))).uniform(
+            -1.0, 1.0, size=shape)
+        weights /= weights.std(ddof=1)  # PyTorch's Tensor.std is the unbiased one.
+        return keras.ops.convert_to_tensor(weights, dtype=dtype or "float32")
+
+
+# airbench's BatchNorm: running statistics that follow the weights quickly (PyTorch momentum
+# 0.4 is Keras momentum 0.6), an epsilon that leaves the normalisation exact, and no scale.
+AIRBENCH_BATCHNORM = {"momentum": 0.6, "epsilon": 1e-12, "scale": False, "center": True}
+
+
+def _conv_group(x, filters: int, name: str):
+    """Conv - MaxPool - BN - GELU - Conv - BN - GELU, the airbench block (no biases in convs)."""
     for index in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
                           kernel_initializer=PartialIdentity(), name=f"{name}_conv{index}")(x)
         if index == 1:
             x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-        x = layers.BatchNormalization(momentum=batchnorm_momentum, epsilon=1e-5, scale=False,
-                                      center=False, name=f"{name}_bn{index}")(x)
-        x = ScaledBias(_BIAS_LEARNING_RATE_SCALE, name=f"{name}_bias{index}")(x)
+        x = layers.BatchNormalization(**AIRBENCH_BATCHNORM, name=f"{name}_bn{index}")(x)
         x = layers.Activation("gelu", name=f"{name}_gelu{index}")(x)
     return x
 
@@ -225,12 +214,13 @@ def _conv_group(x, filters: int, name: str, batchnorm_momentum: float):
 def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: int = NUM_CLASSES,
                  input_shape: tuple[int, int, int] = INPUT_SHAPE, train_images=None,
                  widths: tuple[int, int, int] = (64, 256, 256)) -> keras.Model:
-    """A fast residual-free network in the shape of airbench94 (KellerJordan/cifar10-airbench).
+    """airbench94_muon's network (KellerJordan/cifar10-airbench), layer for layer.
 
-    Frozen patch-whitening first layer (its kernel computed from the training images),
-    GELU, three Conv-Pool-BN-GELU-Conv-BN-GELU groups (64, 256, 256 channels) with
-    identity-initialised convolutions and fast-learning BatchNorm biases, global max
-    pooling and a bias-free linear layer with logits scaled by 1/9.
+    A frozen 2x2 patch-whitening convolution (24 filters computed from 5,000 training
+    images spread over the set) with a trainable bias, GELU, three Conv-Pool-BN-GELU-Conv-BN-GELU groups (64,
+    256, 256 channels) of bias-free, identity-initialised 3x3 convolutions, a 3x3 max pool
+    (on the final 4x4 map it keeps the top-left 3x3, as the reference's ``MaxPool2d(3)``),
+    and a bias-free linear head whose logits are divided by the width (256).
 
     Args:
         preprocessing: Layer applied to raw pixels first (the recipe standardises).
@@ -245,7 +235,10 @@ def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: i
     if train_images is None:
         raise ValueError("airbench_net needs train_images to compute its whitening layer.")
     preprocessing = preprocessing or layers.Rescaling(1.0 / 255.0, name="preprocessing")
-    sample = np.asarray(train_images[:5000], dtype=np.float32)
+    # 5,000 images, as the reference; spread over the set, since a copy sorted by class
+    # (the shared JPEG copy is) would otherwise give the whitening one class only.
+    sample = np.asarray(train_images[::max(1, len(train_images) // 5000)][:5000],
+                        dtype=np.float32)
     whitening = PatchWhitening(filters=24, kernel_size=2, name="whitening")
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = preprocessing(inputs)
@@ -253,17 +246,20 @@ def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: i
     whitening.kernel.assign(whitening_kernel(keras.ops.convert_to_numpy(preprocessing(sample))))
     x = layers.Activation("gelu", name="whitening_gelu")(x)
     for index, width in enumerate(widths, start=1):
-        x = _conv_group(x, width, name=f"group{index}", batchnorm_momentum=0.9)
-    x = layers.GlobalMaxPooling2D(name="global_pool")(x)
-    outputs = _softmax_head(x, num_classes, use_bias=False, logit_scale=1 / 9)
-    return keras.Model(inputs, outputs, name="airbench_net")
+        x = _conv_group(x, width, name=f"group{index}")
+    x = layers.MaxPooling2D(3, name="final_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(num_classes, use_bias=False, kernel_initializer=UnitVarianceUniform(),
+                     name="logits")(x)
+    x = layers.Rescaling(1.0 / widths[-1], name="logit_scale")(x)
+    return keras.Model(inputs, _float32_softmax(x), name="airbench_net")
 
 
 def airbench_small_net(preprocessing: keras.layers.Layer | None = None,
                        num_classes: int = NUM_CLASSES,
                        input_shape: tuple[int, int, int] = INPUT_SHAPE,
                        train_images=None) -> keras.Model:
-    """:func:`airbench_net` with narrow groups (32, 64, 128): about 10x fewer operations.
+    """:func:`airbench_net` with narrow groups (32, 64, 128): about 6x fewer operations.
 
     For short budgets on CPUs, where reaching a moderate accuracy first matters more than
     the final accuracy.

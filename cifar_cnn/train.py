@@ -16,8 +16,8 @@ from cifar_cnn.checkpoints import TrainingStateCheckpoint, restore_training_stat
 from cifar_cnn.files import write_json
 from cifar_cnn.recipes import Recipe
 
-OPTIMIZERS = ("adam", "sgd_nesterov")
-SCHEDULES = ("constant", "warmup_linear_decay")
+OPTIMIZERS = ("adam", "sgd_nesterov", "muon")
+SCHEDULES = ("constant", "warmup_linear_decay", "linear_decay")
 
 
 def set_seeds(seed: int) -> None:
@@ -43,6 +43,10 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
     learning_rate, epochs = recipe.learning_rate, recipe.epochs
     if recipe.schedule == "constant":
         return learning_rate
+    if recipe.schedule == "linear_decay":
+        # peak * (1 - step / total_steps): the peak at the first step, as airbench.
+        return keras.optimizers.schedules.PolynomialDecay(
+            learning_rate, max(1, epochs * steps_per_epoch), end_learning_rate=0.0, power=1.0)
     if recipe.schedule == "warmup_linear_decay":
         total_steps = max(1, epochs * steps_per_epoch)
         warmup_steps = max(1, int(recipe.warmup_fraction * total_steps))
@@ -96,6 +100,16 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int):
     if recipe.optimizer == "sgd_nesterov":
         return keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True,
                                     weight_decay=decay)
+    if recipe.optimizer == "muon":
+        from cifar_cnn.muon import AirbenchMuon
+
+        if recipe.muon is None:
+            raise ValueError(f"Recipe {recipe.name!r} uses the muon optimizer but has no "
+                             "muon settings (cifar_cnn.recipes.MuonSettings).")
+        return AirbenchMuon(
+            schedule, peak_learning_rate=recipe.learning_rate, batch_size=recipe.batch_size,
+            whitening_bias_steps=math.ceil(recipe.muon.whitening_bias_epochs * steps_per_epoch),
+            settings=recipe.muon)
     raise ValueError(f"Unknown optimizer {recipe.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}.")
 
 

@@ -167,18 +167,18 @@ def test_evaluate_a_run_folder_reuses_its_source_and_reproduces_its_metrics(trai
     assert f"confusion matrix: {figure}" in out
 
 
-def test_evaluate_a_model_file_with_a_given_source_output_and_flip_tta(trained_run, tmp_path,
-                                                                       capsys):
+def test_evaluate_a_model_file_with_a_given_source_output_and_tta(trained_run, tmp_path,
+                                                                  capsys):
     model_file = tmp_path / "copied" / "model.keras"
     model_file.parent.mkdir()
     shutil.copy(trained_run.folder / "model.keras", model_file)
     figure = tmp_path / "report" / "cm.png"
     exit_code = cli.main(["evaluate", str(model_file), "--data-source",
-                          str(trained_run.data_source), "--output", str(figure), "--flip-tta"])
+                          str(trained_run.data_source), "--output", str(figure), "--tta", "flip"])
     assert exit_code == 0, capsys.readouterr().err
     results = json.loads((figure.parent / "evaluation.json").read_text())
     assert figure.read_bytes()[:4] == b"\x89PNG"
-    assert results["flip_tta"] is True and results["run_folder"] is None
+    assert results["test_time_augmentation"] == "flip" and results["run_folder"] is None
     assert results["test_examples"] == 100  # The whole test split of the fixture.
     assert "test images: 100, flip TTA" in capsys.readouterr().out
 
@@ -202,9 +202,11 @@ def test_evaluate_follows_the_runs_tta_unless_told(trained_run, tmp_path, capsys
     config = json.loads((trained_run.folder / "config.json").read_text())
     (run_copy / "config.json").write_text(json.dumps({**config, "tta": True}))
     results_path = run_copy / "evaluation" / "evaluation.json"
-    for extra, expected in (([], True), (["--no-flip-tta"], False)):
+    # The seed recipe has no views of its own, so its tta means the mirror.
+    for extra, expected in (([], "flip"), (["--tta", "none"], "none"),
+                            (["--tta", "flip_translate"], "flip_translate")):
         assert cli.main(["evaluate", str(run_copy), "--max-test-examples", "20", *extra]) == 0
-        assert json.loads(results_path.read_text())["flip_tta"] is expected, extra
+        assert json.loads(results_path.read_text())["test_time_augmentation"] == expected, extra
     capsys.readouterr()
 
 
@@ -242,7 +244,8 @@ def test_evaluate_saved_model_is_the_library_side_of_the_command(trained_run, tm
     assert report.evaluation.accuracy == pytest.approx(trained_run.metrics["test_accuracy"],
                                                        abs=1e-9)
     assert report.run_folder == trained_run.folder and report.subset_seed == 42
-    assert report.test_examples == 50 and report.is_subset and not report.flip_tta
+    assert report.test_examples == 50 and report.is_subset
+    assert report.test_time_augmentation == "none"
     assert report.figure_path == figure and figure.read_text().lstrip().startswith("<?xml")
     assert json.loads(report.results_path.read_text())["test_examples"] == 50
     assert progress[0] == f"model: {trained_run.folder / 'model.keras'}"

@@ -93,7 +93,11 @@ def test_training_recipe_carries_the_runs_overrides():
                                         "tta": False}, environ={})
     recipe = config.training_recipe()
     assert (recipe.name, recipe.epochs, recipe.learning_rate) == ("airbench", 3, 0.5)
-    assert recipe.batch_size == config.batch_size and recipe.flip_test_time_augmentation is False
+    assert recipe.batch_size == config.batch_size and recipe.test_time_augmentation == "none"
+    assert RunConfig.from_parameters({"recipe": "airbench"}, environ={}).training_recipe() \
+        .test_time_augmentation == "flip_translate"
+    assert RunConfig.from_parameters({"tta": True}, environ={}).training_recipe() \
+        .test_time_augmentation == "flip"
     assert recipe.precision == config.mixed_precision
 
 

@@ -135,7 +135,7 @@ def unshuffled_datasets(config, prepared):
     # epoch 1 (Keras' symbolic build), which shifts a reshuffled order by one epoch: fixed
     # order keeps the comparison about the distributed arithmetic, not about the data order.
     return (data.make_dataset(*prepared.train, config.batch_size),
-            data.make_dataset(*prepared.monitored, batch_size=500))
+            data.make_dataset(*prepared.monitored, batch_size=500), [])
 
 
 experiment.make_datasets = unshuffled_datasets

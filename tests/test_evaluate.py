@@ -48,9 +48,34 @@ def test_flip_augmentation_averages_an_image_and_its_mirror():
     image = np.zeros((1, 32, 32, 3), dtype=np.uint8)
     image[:, :, :16, :] = 2  # Left half brighter: without flips class 0 wins.
     plain = evaluate.predict_probabilities(model, image)
-    flipped = evaluate.predict_probabilities(model, image, flip_augmentation=True)
+    flipped = evaluate.predict_probabilities(model, image, test_time_augmentation="flip")
     assert plain[0, 0] > plain[0, 1]
     np.testing.assert_allclose(flipped[0], [0.5, 0.5], atol=1e-6)
+
+
+def test_six_views_average_the_logits_of_airbenchs_views():
+    # Logits that read one pixel (row 0, column 0) and its column-31 mirror, so each view's
+    # logits are known in closed form.
+    inputs = keras.Input((32, 32, 3))
+    logits = keras.layers.Lambda(lambda x: keras.ops.stack(
+        [x[:, 0, 0, 0] / 50.0, x[:, 0, 31, 0] / 50.0, x[:, 1, 1, 0] * 0.0], axis=1))(inputs)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    image = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    padded = np.pad(image.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    down_right, up_left = padded[:, :32, :32], padded[:, 2:, 2:]
+    views = [(0.25, image.astype(np.float64)), (0.125, down_right), (0.125, up_left)]
+    expected_logits = sum(
+        weight * np.stack([view[:, 0, 0, 0] + view[:, 0, 31, 0],
+                           view[:, 0, 31, 0] + view[:, 0, 0, 0],
+                           np.zeros(len(view))], axis=1) / 50.0
+        for weight, view in views)  # Each view and its mirror: pixels (0, 0) and (0, 31) swap.
+    expected = np.exp(expected_logits) / np.exp(expected_logits).sum(axis=1, keepdims=True)
+    got = evaluate.predict_probabilities(model, image, test_time_augmentation="flip_translate")
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    weights = [weight for weight, _ in evaluate.test_time_views(image, "flip_translate")]
+    assert len(weights) == 6 and sum(weights) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="valid choices: none, flip, flip_translate"):
+        evaluate.predict_probabilities(model, image, test_time_augmentation="rotate")
 
 
 def _mean_brightness_model():

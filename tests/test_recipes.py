@@ -1,4 +1,4 @@
-"""Recipes and their parts: augmentation, whitening, identity init, bias scaling, loss, precision."""
+"""Recipes and their parts: augmentation, whitening, identity init, loss, schedules, precision."""
 
 import dataclasses
 
@@ -59,7 +59,8 @@ def test_translate_shifts_each_image_by_at_most_two_pixels_with_reflection():
 
 
 def test_unknown_augmentation_is_rejected():
-    with pytest.raises(ValueError, match="Unknown augmentation.*cutout; valid choices: flip"):
+    with pytest.raises(ValueError, match="Unknown augmentation.*cutout; valid choices: flip, "
+                                         "alternating_flip, translate"):
         augment.make_augmenter(["flip", "cutout"])
     assert augment.make_augmenter([]) is None
 
@@ -84,17 +85,6 @@ def test_partial_identity_passes_input_channels_through():
     assert np.abs(kernel[..., 4:]).max() <= 1 / np.sqrt(36) and np.abs(kernel[..., 4:]).max() > 0
 
 
-def test_scaled_bias_learns_sixty_four_times_faster():
-    layer = models.ScaledBias(8.0)
-    layer.build((None, 3))
-    inputs = tf.zeros((1, 3))
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(inputs))  # d loss / d output = 1 for every channel.
-    gradient = tape.gradient(loss, layer.bias)
-    keras.optimizers.SGD(0.01).apply([gradient], [layer.bias])
-    np.testing.assert_allclose(layer(inputs).numpy(), -0.01 * 64 * np.ones((1, 3)), rtol=1e-6)
-
-
 def test_label_smoothing_loss_matches_keras_categorical_crossentropy():
     probabilities = tf.nn.softmax(RNG.normal(size=(5, 10)).astype(np.float32))
     labels = np.array([0, 3, 9, 2, 2])
@@ -107,11 +97,20 @@ def test_label_smoothing_loss_matches_keras_categorical_crossentropy():
 
 
 def test_warmup_can_start_above_zero():
-    recipe = dataclasses.replace(get_recipe("airbench"), learning_rate=1.0, epochs=10)
+    recipe = dataclasses.replace(get_recipe("seed_regularized"), learning_rate=1.0, epochs=10,
+                                 warmup_fraction=0.2, warmup_start=0.2)
     schedule = train.learning_rate_schedule(recipe, steps_per_epoch=10)
     assert float(schedule(0)) == pytest.approx(0.2)
     assert float(schedule(20)) == pytest.approx(1.0)
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_linear_decay_starts_at_the_peak_and_ends_at_zero():
+    recipe = dataclasses.replace(get_recipe("airbench"), learning_rate=0.24, epochs=8)
+    schedule = train.learning_rate_schedule(recipe, steps_per_epoch=25)
+    assert float(schedule(0)) == pytest.approx(0.24)
+    assert float(schedule(100)) == pytest.approx(0.12)
+    assert float(schedule(200)) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_precision_choices():

@@ -13,6 +13,7 @@ from cifar_cnn.cli.common import (
     quiet_tensorflow,
     positive_int,
 )
+from cifar_cnn.config import TEST_TIME_AUGMENTATIONS
 from cifar_cnn.evaluate import CONFUSION_MATRIX_FIGURE, EVALUATION_FILE
 from cifar_cnn.runs import CONFIG_FILE, EVALUATION_FOLDER, METRICS_FILE, MODEL_FILE
 
@@ -43,8 +44,8 @@ def add_parser(commands) -> None:
                     f"figure with an {EVALUATION_FILE} beside it.",
         epilog="The data source: --data-source, else the one recorded in the run folder's\n"
                f"{CONFIG_FILE}, else $CIFAR10_SOURCE, else the Keras download. A run folder\n"
-               "also gives the seed of the --max-test-examples subset and whether to use\n"
-               f"flip TTA, so its own settings reproduce its {METRICS_FILE}. The model takes\n"
+               "also gives the seed of the --max-test-examples subset and its test-time\n"
+               f"augmentation, so its own settings reproduce its {METRICS_FILE}. The model takes\n"
                "raw 0-255 pixels (its first layer preprocesses them).\n\n"
                "example:\n"
                "  cifar-cnn evaluate runs/20250101-120000-seed\n"
@@ -62,10 +63,11 @@ def add_parser(commands) -> None:
                         help=f"where to write the confusion-matrix figure; {EVALUATION_FILE} "
                              "goes in the same folder (default: <model's folder>/"
                              f"{EVALUATION_FOLDER}/{CONFUSION_MATRIX_FIGURE})")
-    parser.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
-                        help="test-time augmentation: average each image's prediction "
-                             "with its mirror image's (default: as the run did, per its "
-                             f"{CONFIG_FILE} 'tta'; off for a bare model file)")
+    parser.add_argument("--tta", choices=TEST_TIME_AUGMENTATIONS, default=None,
+                        help="test-time augmentation: average each image's prediction over "
+                             "its mirror ('flip') or over airbench's six views "
+                             "('flip_translate') (default: as the run did, per its "
+                             f"{CONFIG_FILE}; 'none' for a bare model file)")
     parser.set_defaults(handler=run)
 
 
@@ -88,7 +90,8 @@ def run(arguments: argparse.Namespace) -> int:
 
     report = evaluate_saved_model(arguments.model, data_source=arguments.data_source,
                                   max_test_examples=arguments.max_test_examples,
-                                  flip_tta=arguments.flip_tta, output=arguments.output,
+                                  test_time_augmentation=arguments.tta,
+                                  output=arguments.output,
                                   progress=_progress)
     for note in report.notes:
         message("evaluate", "note", note)
@@ -96,7 +99,8 @@ def run(arguments: argparse.Namespace) -> int:
     count = report.test_examples
     subset = (f" (a stratified subset of {report.split_size}, seed {report.subset_seed})"
               if report.is_subset else "")
-    print(f"test images: {count}{subset}{', flip TTA' if report.flip_tta else ''}")
+    views = report.test_time_augmentation
+    print(f"test images: {count}{subset}{f', {views} TTA' if views != 'none' else ''}")
     print(f"test accuracy: {evaluation.accuracy:.4f} ({int(evaluation.confusion.trace())}/"
           f"{count})")
     print(f"test loss: {evaluation.loss:.4f}")
