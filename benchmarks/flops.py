@@ -69,7 +69,7 @@ def layer_flops(layer) -> dict:
     """
     import keras
 
-    from cifar_cnn.models import PatchWhitening, ScaledBias
+    from cifar_cnn.models import PatchWhitening
 
     kind = type(layer).__name__
     if isinstance(layer, keras.layers.InputLayer):
@@ -106,7 +106,7 @@ def layer_flops(layer) -> dict:
         elementwise = 2 * output_elements
     elif isinstance(layer, keras.layers.Rescaling):
         elementwise = output_elements * (1 if layer.offset == 0 else 2)
-    elif isinstance(layer, (keras.layers.Activation, ScaledBias)):
+    elif isinstance(layer, keras.layers.Activation):
         elementwise = output_elements
     elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
         pool_height, pool_width = layer.pool_size

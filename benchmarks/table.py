@@ -27,11 +27,28 @@ def _optional(record: dict, key: str, format_spec: str) -> str:
     return "-" if value is None else format(value, format_spec)
 
 
+def _accuracy(record: dict) -> str:
+    """Final accuracy, as mean +- std over seeds when there were several, and its TTA."""
+    seeds = record.get("seeds") or []
+    if len(seeds) > 1:
+        text = (f"{record['final_test_accuracy_mean']:.4f} ± "
+                f"{record['final_test_accuracy_std']:.4f} ({len(seeds)} seeds)")
+    else:
+        text = f"{record['final_test_accuracy']:.4f}"
+    views = record.get("test_time_augmentation")
+    # Older files held True/"flip" for flip TTA and None for none.
+    if views and views != "none":
+        text += f" ({'flip' if views is True else views} TTA)"
+    return text
+
+
 def markdown_table(results: dict) -> str:
-    """One row per recipe: accuracy, training time, time to each target, throughput.
+    """One row per benchmark entry, and one per reference run: accuracy, time, throughput.
 
     With the FLOP fields of newer results files, also the GFLOP/s the training achieved and
     its fraction of the matmul peak of the precision it trained in ("-" in older files).
+    Entries run with several seeds show their mean and standard deviation; times are the
+    first seed's. Reference runs (``--reference-epochs``) show their own curve's times.
 
     Args:
         results: The JSON written by ``benchmarks/recipes.py``.
@@ -47,18 +64,42 @@ def markdown_table(results: dict) -> str:
               "of peak", "hardware"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in results["recipes"]:
-        tta = " (flip TTA)" if record.get("test_time_augmentation") else ""
-        row = [f"`{record['recipe']}`", str(record["epochs"]),
-               f"{record['final_test_accuracy']:.4f}{tta}", _seconds(record["train_seconds"]),
+        row = [f"`{record.get('entry', record['recipe'])}`", str(record["epochs"]),
+               _accuracy(record), _seconds(record["train_seconds"]),
                *[_seconds(record["seconds_to"][threshold]) for threshold in thresholds],
                f"{record['train_images_per_second']:.0f}",
                _optional(record, "achieved_gflops_per_second", ".1f"),
                _optional(record, "fraction_of_peak", ".1%"), hardware]
         lines.append("| " + " | ".join(row) + " |")
+    for run in results.get("reference_runs") or []:
+        reached = {threshold: next((row["train_seconds"] for row in run["per_epoch"]
+                                    if row["test_accuracy"] >= float(threshold)), None)
+                   for threshold in thresholds}
+        row = ["reference airbench94_muon (torch float32)", str(run["epochs"]),
+               f"{run['final_test_accuracy']:.4f} (flip_translate TTA)",
+               _seconds(run["per_epoch"][-1]["train_seconds"]),
+               *[_seconds(reached[threshold]) for threshold in thresholds],
+               f"{50000 * run['epochs'] / run['per_epoch'][-1]['train_seconds']:.0f}", "-", "-",
+               hardware]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def targets_table(results: dict) -> str:
+    """The run's targets (``benchmarks/recipes.py`` ``check_targets``) as a Markdown table."""
+    lines = ["| target | measured | required | met |", "|---|---|---|---|"]
+    for check in results.get("targets") or []:
+        value = "not measured" if check["value"] is None else f"{check['value']:.4f}"
+        met = {True: "yes", False: "**no**", None: "-"}[check["met"]]
+        lines.append(f"| {check['target']} | {value} | {check['required']} | {met} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else \
         REPOSITORY_ROOT / "benchmarks" / "results" / "cpu-2core.json"
-    print(markdown_table(json.loads(path.read_text())))
+    loaded = json.loads(path.read_text())
+    print(markdown_table(loaded))
+    if loaded.get("targets"):
+        print()
+        print(targets_table(loaded))

@@ -23,7 +23,7 @@ def _run(script, *arguments, timeout=600):
 
 def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_archive, tmp_path):
     output = tmp_path / "results.json"
-    _run("recipes.py", "--recipes", "seed:2", "airbench_small:1", "--data-source",
+    _run("recipes.py", "--recipes", "seed:2@2", "airbench_small:1", "--data-source",
          str(image_folder_archive), "--output", str(output),
          "--peak-sizes", "128", "--peak-repeats", "1", "--peak-minimum-seconds", "0")
     results = json.loads(output.read_text())
@@ -33,8 +33,20 @@ def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_arc
     assert results["reference_network"]["images_per_second"] is None
     assert "no --reference-python" in results["reference_network"]["note"]
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["processor"]
-    assert [record["recipe"] for record in results["recipes"]] == ["seed", "airbench_small"]
+    assert [record["entry"] for record in results["recipes"]] == ["seed:2@2", "airbench_small:1"]
     seed, small = results["recipes"]
+    # Two seeds: the first seed's record, each seed's figures and their mean and spread.
+    assert [one["seed"] for one in seed["seeds"]] == [42, 43] and seed["seed"] == 42
+    accuracies = [one["final_test_accuracy"] for one in seed["seeds"]]
+    assert seed["final_test_accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
+    assert seed["final_test_accuracy_std"] == pytest.approx(
+        abs(accuracies[0] - accuracies[1]) / math.sqrt(2))
+    assert small["seeds"][0]["seed"] == 42 and small["final_test_accuracy_std"] == 0.0
+    # Every target the entries allow is judged; the airbench ones are not measured here.
+    targets = {check["target"]: check for check in results["targets"]}
+    assert targets["seed test accuracy"]["value"] == seed["final_test_accuracy_mean"]
+    assert targets["seed test accuracy"]["met"] is (seed["final_test_accuracy_mean"] >= 0.67)
+    assert not any(name.startswith("airbench") for name in targets)
     assert seed["epochs"] == 2 and len(seed["per_epoch"]) == 2
     assert set(seed["seconds_to"]) == {"0.68", "0.70", "0.80", "0.90", "0.94"}
     seconds = [row["train_seconds"] for row in seed["per_epoch"]]
@@ -44,9 +56,11 @@ def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_arc
         first = [row["train_seconds"] for row in seed["per_epoch"]
                  if row["test_accuracy"] >= float(threshold)]
         assert reached == (first[0] if first else None)
-    assert small["test_time_augmentation"] == "flip" and small["precision_policy"]
-    # The per-epoch callback and the run's own final evaluation are the same library call.
-    assert small["final_test_accuracy"] == small["per_epoch"][-1]["test_accuracy"]
+    assert small["test_time_augmentation"] == "flip_translate" and small["precision_policy"]
+    assert small["final_test_accuracy_no_tta"] == small["per_epoch"][-1]["test_accuracy"]
+    # Without TTA, the per-epoch callback and the run's final evaluation are the same call.
+    assert seed["test_time_augmentation"] == "none"
+    assert seed["final_test_accuracy"] == seed["per_epoch"][-1]["test_accuracy"]
     assert seed["per_epoch_evaluation"]["counted_in_train_seconds"] is False
     assert small["pipeline_images_per_second"] > 0 and small["peak_memory_mib"] > 0
     assert seed["forward_flops_per_image"] == SEED_CNN_FORWARD_FLOPS

@@ -121,6 +121,10 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         if hints[field.name] == "bool":
             parser.add_argument(option, dest=field.name, action="store_true",
                                 default=argparse.SUPPRESS, help=help_text)
+        elif hints[field.name] == "bool | None":
+            # On, off (--no-...), or unset: the recipe or Keras decides.
+            parser.add_argument(option, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"{help_text} (default: unset)")
         else:
             parser.add_argument(option, dest=field.name, type=_converter(hints[field.name]),
                                 default=argparse.SUPPRESS, metavar=field.name.upper(),
