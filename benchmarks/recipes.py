@@ -353,9 +353,10 @@ def combine_seeds(entry: str, records: list[dict]) -> dict:
     return record
 
 
-def _find(results: dict, entry: str) -> dict | None:
-    return next((record for record in results["recipes"]
-                 if record.get("entry", record["recipe"]) == entry), None)
+def _find(results: dict, recipe: str, epochs: int | None = None) -> dict | None:
+    """The first record of ``recipe`` (with ``epochs`` epochs when given), or None."""
+    return next((record for record in results["recipes"] if record["recipe"] == recipe
+                 and (epochs is None or record["epochs"] == epochs)), None)
 
 
 def check_targets(results: dict) -> list[dict]:
@@ -374,9 +375,9 @@ def check_targets(results: dict) -> list[dict]:
         checks.append({"target": target, "value": value, "required": required,
                        "met": None if value is None else bool(met)})
 
-    airbench = _find(results, "airbench")
-    short = _find(results, "airbench_small@3") or _find(results, "airbench_small")
-    seed = _find(results, "seed@3") or _find(results, "seed")
+    airbench = _find(results, "airbench", 8)
+    short = _find(results, "airbench_small")
+    seed = _find(results, "seed")
     if airbench:
         accuracy = airbench["final_test_accuracy"]
         add("airbench (8 epochs) test accuracy with its TTA", accuracy, ">= 0.9034",
@@ -393,7 +394,7 @@ def check_targets(results: dict) -> list[dict]:
         add(f"airbench achieved fraction of the {airbench.get('peak_precision')} matmul peak",
             airbench.get("fraction_of_peak"), ">= 0.75",
             (airbench.get("fraction_of_peak") or 0) >= 0.75)
-    two = _find(results, "airbench:2")
+    two = _find(results, "airbench", 2)
     if two:
         add("airbench:2 test accuracy with its TTA", two["final_test_accuracy"], ">= 0.8345",
             two["final_test_accuracy"] >= 0.8345)
@@ -412,11 +413,12 @@ def check_targets(results: dict) -> list[dict]:
             and value <= seed_to["0.68"] / 5)
     if seed:
         value = seed.get("final_test_accuracy_mean", seed["final_test_accuracy"])
-        add("seed test accuracy", value, ">= 0.67", value >= 0.67)
+        add(f"seed ({seed['epochs']} epochs) test accuracy", value, ">= 0.67", value >= 0.67)
     regularized = _find(results, "seed_regularized")
     if regularized:
         value = regularized["final_test_accuracy"]
-        add("seed_regularized test accuracy", value, ">= 0.78", value >= 0.78)
+        add(f"seed_regularized ({regularized['epochs']} epochs) test accuracy", value,
+            ">= 0.78", value >= 0.78)
     return checks
 
 
