@@ -14,6 +14,9 @@ import keras
 from cifar_cnn import runs
 from cifar_cnn.checkpoints import TrainingStateCheckpoint, restore_training_state
 from cifar_cnn.files import write_json
+# Imported here (not only where it is built) so that a model saved with it loads with its
+# optimizer wherever this module, like the custom loss below, has been imported.
+from cifar_cnn.muon import AirbenchMuon
 from cifar_cnn.recipes import Recipe
 
 OPTIMIZERS = ("adam", "sgd_nesterov", "muon")
@@ -101,8 +104,6 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int):
         return keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True,
                                     weight_decay=decay)
     if recipe.optimizer == "muon":
-        from cifar_cnn.muon import AirbenchMuon
-
         if recipe.muon is None:
             raise ValueError(f"Recipe {recipe.name!r} uses the muon optimizer but has no "
                              "muon settings (cifar_cnn.recipes.MuonSettings).")
