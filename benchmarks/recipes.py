@@ -6,8 +6,8 @@ chain the notebook and ``cifar-cnn train`` run (run folder, strategy scope, figu
 evaluation), so a benchmark number is a number the notebook would get. After every epoch a
 Keras callback evaluates the whole test set with ``cifar_cnn.evaluate.predict_probabilities``
 without test-time augmentation; the recipe's test-time augmentation is scored once, by the
-run's own final evaluation. That callback, like the run's own per-epoch monitoring pass, runs outside training
-time: training seconds are the run history's ``train_seconds``, the wall-clock seconds of
+run's own final evaluation. That callback, like the run's own per-epoch monitoring pass,
+runs outside training time: training seconds are the run history's ``train_seconds``, the wall-clock seconds of
 the training epochs alone, first-epoch graph tracing included.
 
 Throughput is set against the machine: before any recipe, with nothing else running, the run

@@ -134,15 +134,13 @@ def main() -> None:
     recipe = dataclasses.replace(get_recipe("airbench"), batch_size=batch_size, precision="float32")
     train.compile_model(model, recipe, steps_per_epoch, jit_compile=False)
 
-    logits = np.log(model(images[:batch_size].astype(np.float32), training=False)) \
-        if "eval_logits_init" in reference else None
+    logits = np.log(model(images[:batch_size].astype(np.float32), training=False))
+    theirs = reference["eval_logits_init"]
     results = {"reference": str(arguments.reference_steps), "batch_size": batch_size,
+               # Log-probabilities differ from logits by one constant per row: compare centred.
+               "initial_eval_logits": relative_difference(
+                   logits - logits.mean(1, keepdims=True), theirs - theirs.mean(1, keepdims=True)),
                "steps": []}
-    if logits is not None:
-        theirs = reference["eval_logits_init"]
-        # Log-probabilities differ from logits by one constant per row: compare centred.
-        results["initial_eval_logits"] = relative_difference(
-            logits - logits.mean(1, keepdims=True), theirs - theirs.mean(1, keepdims=True))
     results["step1_gradients"] = gradient_differences(model, variables, images[:batch_size],
                                                       labels[:batch_size], reference)
     print("step 1 gradients (summed loss), relative difference: ours vs reference, ours vs "

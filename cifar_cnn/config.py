@@ -186,7 +186,8 @@ class RunConfig:
             get_recipe(self.recipe), epochs=self.epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, preprocessing=self.preprocessing,
             precision=self.mixed_precision,
-            test_time_augmentation=test_time_views(get_recipe(self.recipe), self.tta))
+            test_time_augmentation=recipe_test_time_augmentation(get_recipe(self.recipe),
+                                                                 self.tta))
 
     def describe(self, resolved: Mapping[str, str] | None = None) -> str:
         """The parameters as aligned ``name  value`` lines, for people to read.
@@ -212,7 +213,7 @@ class RunConfig:
 _PAPERMILL_HEADER = "# Parameters"
 
 
-def test_time_views(recipe: Recipe, tta: bool) -> str:
+def recipe_test_time_augmentation(recipe: Recipe, tta: bool) -> str:
     """The test-time augmentation a run uses: the recipe's views when ``tta`` is on.
 
     Args:

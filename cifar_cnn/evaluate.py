@@ -27,6 +27,22 @@ def _shifted(pixels: np.ndarray, offset: int) -> np.ndarray:
     return padded[:, offset:offset + height, offset:offset + width]
 
 
+def check_test_time_augmentation(test_time_augmentation: str) -> None:
+    """Refuse a name that is not one of ``cifar_cnn.config.TEST_TIME_AUGMENTATIONS``.
+
+    Args:
+        test_time_augmentation: The name to check.
+
+    Raises:
+        ValueError: It is not a valid choice; the message lists the valid ones.
+    """
+    from cifar_cnn.config import TEST_TIME_AUGMENTATIONS
+
+    if test_time_augmentation not in TEST_TIME_AUGMENTATIONS:
+        raise ValueError(f"Unknown test_time_augmentation {test_time_augmentation!r}; valid "
+                         f"choices: {', '.join(TEST_TIME_AUGMENTATIONS)}.")
+
+
 def test_time_views(pixels: np.ndarray, test_time_augmentation: str):
     """The views of a batch that test-time augmentation averages, with their weights.
 
@@ -41,11 +57,7 @@ def test_time_views(pixels: np.ndarray, test_time_augmentation: str):
     Returns:
         A list of ``(weight, images)``; the weights sum to 1.
     """
-    from cifar_cnn.config import TEST_TIME_AUGMENTATIONS
-
-    if test_time_augmentation not in TEST_TIME_AUGMENTATIONS:
-        raise ValueError(f"Unknown test_time_augmentation {test_time_augmentation!r}; valid "
-                         f"choices: {', '.join(TEST_TIME_AUGMENTATIONS)}.")
+    check_test_time_augmentation(test_time_augmentation)
     if test_time_augmentation == "none":
         return [(1.0, pixels)]
     views = [(0.5, pixels)]
@@ -86,7 +98,7 @@ def predict_probabilities(model, images: np.ndarray, *, batch_size: int = 500,
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be 1 or more, got {batch_size} and "
                          f"{chunk_size}.")
-    test_time_views(images[:0].astype(np.float32), test_time_augmentation)  # Checks the name.
+    check_test_time_augmentation(test_time_augmentation)
     # Whole batches per chunk, so the batches are those of one call over all the images.
     chunk_size = -(-chunk_size // batch_size) * batch_size
     counter = None
@@ -340,16 +352,15 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
         DataSourceError: The data source cannot be read.
     """
     from cifar_cnn import data as data_module
-    from cifar_cnn.config import TEST_TIME_AUGMENTATIONS, RunConfig
+    from cifar_cnn.config import RunConfig
     from cifar_cnn.files import write_figure
     from cifar_cnn.plots import confusion_matrix_figure
     from cifar_cnn.predict import load_model, resolve_model_path
     from cifar_cnn.runs import CONFIG_FILE, utc_now, write_json
 
     say = progress or (lambda message: None)
-    if test_time_augmentation is not None and test_time_augmentation not in TEST_TIME_AUGMENTATIONS:
-        raise ValueError(f"Unknown test_time_augmentation {test_time_augmentation!r}; valid "
-                         f"choices: {', '.join(TEST_TIME_AUGMENTATIONS)}.")
+    if test_time_augmentation is not None:
+        check_test_time_augmentation(test_time_augmentation)  # Before the slow work.
     model_path = resolve_model_path(model_or_run_folder)
     # Checked before the slow work, so a typo costs nothing.
     figure_path = evaluation_figure_path(model_path, output)
@@ -409,11 +420,11 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
 
 def _run_test_time_augmentation(run_config: dict) -> str:
     """The test-time augmentation a run folder's config used (``"none"`` without one)."""
-    from cifar_cnn.config import test_time_views
+    from cifar_cnn.config import recipe_test_time_augmentation
     from cifar_cnn.recipes import RECIPES
 
     if not run_config.get("tta", False):
         return "none"
     recipe = RECIPES.get(run_config.get("recipe"))
     # A recipe no longer registered: its flip is the views every recipe had before.
-    return test_time_views(recipe, True) if recipe else "flip"
+    return recipe_test_time_augmentation(recipe, True) if recipe else "flip"

@@ -217,10 +217,11 @@ def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: i
     """airbench94_muon's network (KellerJordan/cifar10-airbench), layer for layer.
 
     A frozen 2x2 patch-whitening convolution (24 filters computed from 5,000 training
-    images spread over the set) with a trainable bias, GELU, three Conv-Pool-BN-GELU-Conv-BN-GELU groups (64,
-    256, 256 channels) of bias-free, identity-initialised 3x3 convolutions, a 3x3 max pool
-    (on the final 4x4 map it keeps the top-left 3x3, as the reference's ``MaxPool2d(3)``),
-    and a bias-free linear head whose logits are divided by the width (256).
+    images spread over the set) with a trainable bias, GELU, three
+    Conv-Pool-BN-GELU-Conv-BN-GELU groups (64, 256, 256 channels) of bias-free,
+    identity-initialised 3x3 convolutions, a 3x3 max pool (on the final 4x4 map it keeps
+    the top-left 3x3, as the reference's ``MaxPool2d(3)``), and a bias-free linear head
+    whose logits are divided by the width (256).
 
     Args:
         preprocessing: Layer applied to raw pixels first (the recipe standardises).

@@ -13,6 +13,7 @@ and layer (:func:`parameter_group`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -151,8 +152,6 @@ class AirbenchMuon(keras.optimizers.Optimizer):
                                                               variable.shape))
 
     def get_config(self):
-        import dataclasses
-
         return {**super().get_config(), "peak_learning_rate": self.peak_learning_rate,
                 "batch_size": self.batch_size, "whitening_bias_steps": self.whitening_bias_steps,
                 "settings": dataclasses.asdict(self.settings)}
