@@ -34,6 +34,24 @@ def machine_record() -> dict:
     return record
 
 
+def cpu_kind() -> str:
+    """The CPU's class for speed, from its instruction sets: results files are kept per class.
+
+    Returns:
+        ``"amx"`` (Intel with AMX), ``"avx512bf16"``, ``"avx512"``, ``"avx2"`` or ``"cpu"``
+        (anything else, or no /proc/cpuinfo).
+    """
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    for kind, flag in (("amx", "amx_bf16"), ("avx512bf16", "avx512_bf16"),
+                       ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in flags:
+            return kind
+    return "cpu"
+
+
 def peak_memory_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

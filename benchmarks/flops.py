@@ -156,6 +156,42 @@ def count_model_flops(model) -> dict:
     }
 
 
+# Written into the profile's JSON, beside FLOP_CONVENTION: what the memory side of the
+# roofline counts.
+ELEMENTWISE_BYTES_CONVENTION = (
+    "every layer that is not a matmul (BatchNorm, activations, pooling, rescaling, the "
+    "whitening layer's bias add) reads its input and writes its output once in the forward "
+    "pass, (input elements + output elements) x the bytes of its compute dtype; the backward "
+    "pass reads the output gradient and the saved input and writes the input gradient, about "
+    "twice that: training moves 3 x the forward bytes. Convolutions and Dense layers are "
+    "counted as matmuls (FLOP_CONVENTION), their own reads and writes not here")
+_MATMUL_OR_FREE_LAYERS = ("InputLayer", "Conv2D", "DepthwiseConv2D", "Dense", "Flatten",
+                          "Dropout", "Reshape")
+
+
+def elementwise_bytes_per_image(model) -> dict:
+    """Bytes the non-matmul layers move per image, for the memory side of a roofline.
+
+    Args:
+        model: A built functional ``keras.Model``.
+
+    Returns:
+        ``{"forward_bytes_per_image", "training_bytes_per_image"}`` (see
+        ``ELEMENTWISE_BYTES_CONVENTION``).
+    """
+    import numpy as np
+
+    forward = 0
+    for layer in _leaf_layers(model):
+        if type(layer).__name__ in _MATMUL_OR_FREE_LAYERS:
+            continue
+        itemsize = np.dtype(layer.compute_dtype).itemsize
+        forward += (math.prod(_per_image(layer.input.shape))
+                    + math.prod(_per_image(layer.output.shape))) * itemsize
+    return {"forward_bytes_per_image": forward,
+            "training_bytes_per_image": TRAINING_FLOPS_MULTIPLIER * forward}
+
+
 def profiler_flops(model) -> dict:
     """TensorFlow's own count of the model's forward FLOPs for one image, as a cross-check.
 

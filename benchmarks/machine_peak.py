@@ -87,6 +87,38 @@ def matmul_gflops(size: int, dtype: str, jit_compile: bool, repeats: int,
     return 2 * size ** 3 / best / 1e9
 
 
+def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = DEFAULT_REPEATS) -> dict:
+    """This machine's memory bandwidth as TensorFlow's elementwise kernels reach it.
+
+    Times ``a + b`` on two float32 tensors of ``megabytes`` each (far beyond any cache):
+    the kernel reads both and writes the sum, 3 x ``megabytes`` moved. TensorFlow runs
+    eager CPU ops synchronously, so the call returns when the sum is written.
+
+    Args:
+        megabytes: Size of each operand, in MiB.
+        repeats: Timed calls after one warm-up; the best counts.
+
+    Returns:
+        ``{"gigabytes_per_second", "megabytes", "repeats", "method"}``.
+    """
+    import tensorflow as tf
+
+    elements = megabytes * 2**20 // 4
+    left = tf.random.uniform((elements,), dtype=tf.float32, seed=1)
+    right = tf.random.uniform((elements,), dtype=tf.float32, seed=2)
+    add = tf.function(lambda a, b: a + b)
+    add(left, right)
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        add(left, right)
+        best = min(best, time.perf_counter() - started)
+    return {"gigabytes_per_second": 3 * elements * 4 / best / 1e9, "megabytes": megabytes,
+            "repeats": repeats,
+            "method": "a + b on two float32 tensors of `megabytes` MiB, best of `repeats`; "
+                      "3 x the operand size moved (two reads, one write)"}
+
+
 def measure_peaks(sizes=DEFAULT_SIZES, repeats: int = DEFAULT_REPEATS,
                   minimum_seconds: float = DEFAULT_MINIMUM_SECONDS) -> dict:
     """Measure the float32 and bfloat16 matmul peaks of this machine with TensorFlow.

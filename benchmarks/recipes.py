@@ -3,32 +3,35 @@
 Each recipe trains in its own process (so peak memory is its own) on the shared CIFAR-10
 copy with its default parameters, through ``cifar_cnn.experiment.run_experiment``: the very
 chain the notebook and ``cifar-cnn train`` run (run folder, strategy scope, figures, final
-evaluation), so a benchmark number is a number the notebook would get. After every epoch a
-Keras callback evaluates the whole test set with ``cifar_cnn.evaluate.predict_probabilities``
-without test-time augmentation; the recipe's test-time augmentation is scored once, by the
-run's own final evaluation. That callback, like the run's own per-epoch monitoring pass,
-runs outside training time: training seconds are the run history's ``train_seconds``, the wall-clock seconds of
-the training epochs alone, first-epoch graph tracing included.
+evaluation), so a benchmark number is a number the notebook would get. A Keras callback
+(``accuracy_curve.py``) scores the whole test set without test-time augmentation after every
+epoch and, for the short-budget recipes (``--fine-recipes``), also within each epoch; the
+recipe's test-time augmentation is scored once, by the run's own final evaluation. Every
+evaluation, like the run's own per-epoch monitoring pass, runs outside training time:
+training seconds are the wall-clock seconds of the training steps alone, first-epoch graph
+tracing included.
 
 Throughput is set against the machine: before any recipe, with nothing else running, the run
 measures this machine's float32 and bfloat16 matmul peaks (``machine_peak.py``), and every
 recipe's record carries its network's FLOPs per training image, counted from the layers
 (``flops.py``), the GFLOP/s its training achieved and the fraction of the peak of the
 precision it trained in. With ``--reference-python`` (the python of a torch environment) the
-reference airbench94 network's training images/s (``../shared/anchors/reference_throughput.py``)
-is measured in the same run and recorded beside ours.
+reference airbench94 network's training images/s (``reference.py``), in float32 and, where
+the CPU has native bf16, in bf16 autocast, is measured in the same run and recorded beside
+ours; the faster precision is the peer the targets judge ours against (``targets.py``).
 
 Usage:
     python benchmarks/recipes.py [--recipes seed@3 seed_regularized airbench_small@3
                                   airbench:2 airbench] [--data-source PATH]
                                  [--reference-python PATH [--reference-epochs 2 8]]
                                  [--peak-sizes 1024 2048] [--peak-repeats 5]
-                                 [--peak-minimum-seconds 0.5]
+                                 [--peak-minimum-seconds 0.5] [--fine-recipes airbench_small seed]
+                                 [--evaluations-per-epoch 4] [--output PATH]
 A recipe written NAME:EPOCHS runs with that many epochs instead of its default (its schedule
 is then fitted to that budget); NAME@SEEDS runs it with that many seeds (42, 43, ...) and
 records their mean and standard deviation. The JSON's ``targets`` compares the run's figures
-with the project's targets (issue 9), each against numbers measured in the same run.
-Writes benchmarks/results/cpu-2core.json (machine, matmul peaks, FLOP convention, reference
+with the project's targets (``targets.py``), each against numbers measured in the same run.
+Writes benchmarks/results/cpu-2core-<cpu kind>.json (machine, matmul peaks, FLOP convention, reference
 network, recipes with per-epoch curves) and a PNG plot.
 """
 
@@ -43,27 +46,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, peak_memory_mib
+from accuracy_curve import METHOD as CURVE_METHOD
+from accuracy_curve import make_test_curve, training_clock
+from common import (DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, cpu_kind, machine_record,
+                    peak_memory_mib)
 from flops import FLOP_CONVENTION, count_model_flops
 from machine_peak import (DEFAULT_MINIMUM_SECONDS, DEFAULT_REPEATS, DEFAULT_SIZES,
                           POLICY_PRECISION, measure_peaks)
+from reference import reference_run, reference_throughput
+from targets import check_targets
 
 THRESHOLDS = ("0.68", "0.70", "0.80", "0.90", "0.94")
 # The long airbench rows first, so that they land even if a session ends during the rest.
 DEFAULT_RECIPES = ("airbench", "airbench:2", "airbench_small@3", "seed@3", "seed_regularized")
-# Written into every record, so a reader of the JSON knows what the per-epoch numbers are.
-PER_EPOCH_EVALUATION = {
-    "method": "Keras callback after every epoch: cifar_cnn.evaluate.predict_probabilities on "
-              "the whole test set without test-time augmentation (test_accuracy); the "
-              "recipe's test-time augmentation is scored once, by the run's own final "
-              "evaluation (final_test_accuracy)",
-    "counted_in_train_seconds": False,
-}
-REFERENCE_SCRIPT = REPOSITORY_ROOT.parent / "shared" / "anchors" / "reference_throughput.py"
-REFERENCE_NETWORK = ("airbench94 reference network (KellerJordan/cifar10-airbench), PyTorch "
-                     "float32, channels_last, eager, batch 500, random data, forward and "
-                     "backward passes alone (no optimizer step, no input pipeline); compare "
-                     "with the airbench recipe")
+# The short-budget comparison's recipes are also scored within epochs (accuracy_curve.py).
+DEFAULT_FINE_RECIPES = ("airbench_small", "seed")
+DEFAULT_EVALUATIONS_PER_EPOCH = 4
 
 
 def pipeline_images_per_second(dataset, limit_images: int = 20_000) -> float:
@@ -84,49 +82,9 @@ def pipeline_images_per_second(dataset, limit_images: int = 20_000) -> float:
     return images / (time.perf_counter() - started)
 
 
-def per_epoch_test_evaluation(images, labels, label: str):
-    """A Keras callback that scores the test set after every epoch, as the run's evaluation does.
-
-    It calls the library's ``predict_probabilities`` (the function behind the run's final
-    evaluation), so the per-epoch curve and the final accuracy are computed alike. It
-    runs after the run's history recorder in the callback list, so its time is not part
-    of the epoch's recorded ``train_seconds``. No test-time augmentation: the curve is
-    the network's own, as the reference prints it, and six views every epoch would cost
-    six passes.
-
-    Args:
-        images: Test images (N, 32, 32, 3), 0-255.
-        labels: Test labels (N,).
-        label: Printed before each epoch's line.
-
-    Returns:
-        ``(callback, rows)``: the callback, and the list it appends one dict per epoch to
-        (``epoch``, ``test_accuracy``, ``evaluation_seconds``).
-    """
-    import keras
-    import numpy as np
-
-    from cifar_cnn.evaluate import predict_probabilities
-
-    labels = np.asarray(labels)
-    rows = []
-
-    class TestEvaluation(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            started = time.perf_counter()
-            probabilities = predict_probabilities(self.model, images, batch_size=2000)
-            row = {"epoch": epoch + 1,
-                   "test_accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
-                   "evaluation_seconds": time.perf_counter() - started}
-            rows.append(row)
-            print(f"  {label} epoch {epoch + 1}: test accuracy {row['test_accuracy']:.4f}",
-                  flush=True)
-
-    return TestEvaluation(), rows
-
-
 def benchmark_one(recipe: str, epochs: int | None, data_source: str,
-                  print_epochs: bool = True, seed: int | None = None) -> dict:
+                  print_epochs: bool = True, seed: int | None = None,
+                  evaluations_per_epoch: int = 1) -> dict:
     """Run one recipe through ``experiment.run_experiment`` and build its benchmark record.
 
     Args:
@@ -135,14 +93,16 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
         data_source: The CIFAR-10 source.
         print_epochs: Print the run's one line per epoch.
         seed: The run's seed (None: the config's default).
+        evaluations_per_epoch: Test-set evaluations per epoch, its end included
+            (``accuracy_curve.make_test_curve``).
 
     Returns:
         A JSON-ready dictionary: settings, the seed, training seconds, final and best test accuracy,
-        seconds to each of ``THRESHOLDS``, throughputs, the network's FLOPs per image
-        (``flops.FLOP_CONVENTION``), peak memory and ``per_epoch`` rows.
+        seconds to each of ``THRESHOLDS`` (the first evaluation that reached it, within an
+        epoch or at its end), throughputs, the network's FLOPs per image
+        (``flops.FLOP_CONVENTION``), peak memory, ``per_epoch`` rows (epoch ends) and
+        ``test_curve`` (every evaluation).
     """
-    import numpy as np
-
     from cifar_cnn import experiment, runs
     from cifar_cnn.config import RunConfig
 
@@ -155,8 +115,12 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
         # The callback needs the run's test arrays: the same config prepares the same
         # subset, and the data cache makes run_experiment's own load cheap. Only the test
         # split is kept, so the peak memory stays the run's.
-        test_images, test_labels = experiment.prepare_data(config).test
-        callback, per_epoch = per_epoch_test_evaluation(test_images, test_labels, recipe)
+        prepared = experiment.prepare_data(config)
+        test_images, test_labels = prepared.test
+        callback, points = make_test_curve(test_images, test_labels, recipe,
+                                           experiment.steps_per_epoch(config, prepared),
+                                           evaluations_per_epoch)
+        del prepared
         started = time.perf_counter()
         run, metrics = experiment.run_experiment(config, print_epochs=print_epochs,
                                                  extra_callbacks=[callback])
@@ -170,16 +134,16 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
         train_dataset, _, _ = experiment.make_datasets(config, prepared)
         pipeline_speed = pipeline_images_per_second(train_dataset)
 
-    cumulative = np.cumsum([row["train_seconds"] for row in history])
-    for row, seconds, history_row in zip(per_epoch, cumulative, history):
-        row["train_seconds"] = float(seconds)
-        row["train_accuracy"] = history_row["accuracy"]
+    curve = training_clock(points, history, callback.evaluation_seconds_within)
+    per_epoch = [{key: point[key] for key in ("epoch", "test_accuracy", "evaluation_seconds",
+                                              "train_seconds", "train_accuracy")}
+                 for point in curve if point["epoch_end"]]
     seconds_to = {}
     for threshold in THRESHOLDS:
-        reached = [row["train_seconds"] for row in per_epoch
-                   if row["test_accuracy"] >= float(threshold)]
+        reached = [point["train_seconds"] for point in curve
+                   if point["test_accuracy"] >= float(threshold)]
         seconds_to[threshold] = reached[0] if reached else None
-    train_seconds = float(cumulative[-1])
+    train_seconds = float(per_epoch[-1]["train_seconds"])
     # The trained model itself (the callback holds it), so the count is of the very network
     # whose throughput is measured.
     flops = count_model_flops(callback.model)
@@ -210,8 +174,10 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
         "elementwise_flops_per_image": flops["elementwise_flops_per_image"],
         "training_flops_per_image": flops["training_flops_per_image"],
         "peak_memory_mib": peak_memory,
-        "per_epoch_evaluation": PER_EPOCH_EVALUATION,
+        "per_epoch_evaluation": {**CURVE_METHOD,
+                                 "evaluations_per_epoch": evaluations_per_epoch},
         "per_epoch": per_epoch,
+        "test_curve": curve,
     }
 
 
@@ -236,38 +202,6 @@ def add_efficiency(record: dict, peaks: dict) -> dict:
     record["peak_gflops_per_second"] = peak
     record["fraction_of_peak"] = None if peak is None else \
         record["achieved_gflops_per_second"] / peak
-    return record
-
-
-def reference_throughput(reference_python: str | None, timeout_seconds: float = 900) -> dict:
-    """Training images/s of the reference airbench94 network, measured with a torch python.
-
-    Runs ``../shared/anchors/reference_throughput.py`` in a scratch folder (it may write
-    there) and reads the number from its last line.
-
-    Args:
-        reference_python: The python executable of a virtual environment with torch, or
-            None to skip the measurement.
-        timeout_seconds: Give up after this long.
-
-    Returns:
-        ``{"network", "python", "images_per_second", "note"}``; ``images_per_second`` is
-        None when no python was given, and the note says why.
-    """
-    record = {"network": REFERENCE_NETWORK, "python": reference_python,
-              "images_per_second": None}
-    if reference_python is None:
-        record["note"] = "not measured: no --reference-python given"
-        return record
-    with tempfile.TemporaryDirectory() as scratch:
-        completed = subprocess.run([reference_python, str(REFERENCE_SCRIPT)], cwd=scratch,
-                                   capture_output=True, text=True, timeout=timeout_seconds)
-    found = re.search(r"([0-9.]+) img/s", completed.stdout)
-    if completed.returncode != 0 or not found:
-        raise SystemExit(f"the reference throughput script failed (exit "
-                         f"{completed.returncode}):\n{completed.stderr[-3000:]}")
-    record["images_per_second"] = float(found.group(1))
-    record["note"] = completed.stdout.strip().splitlines()[-1]
     return record
 
 
@@ -353,124 +287,20 @@ def combine_seeds(entry: str, records: list[dict]) -> dict:
     return record
 
 
-def _find(results: dict, recipe: str, epochs: int | None = None) -> dict | None:
-    """The first record of ``recipe`` (with ``epochs`` epochs when given), or None."""
-    return next((record for record in results["recipes"] if record["recipe"] == recipe
-                 and (epochs is None or record["epochs"] == epochs)), None)
-
-
-def check_targets(results: dict) -> list[dict]:
-    """The issue's targets, each against figures measured in this same run.
-
-    Args:
-        results: The results so far (entries not run are reported as not measured).
-
-    Returns:
-        One dict per target: ``target``, ``value``, ``required``, ``met`` (None when the
-        entries it needs were not run).
-    """
-    checks = []
-
-    def add(target, value, required, met):
-        checks.append({"target": target, "value": value, "required": required,
-                       "met": None if value is None else bool(met)})
-
-    airbench = _find(results, "airbench", 8)
-    short = _find(results, "airbench_small")
-    seed = _find(results, "seed")
-    if airbench:
-        accuracy = airbench["final_test_accuracy"]
-        add("airbench (8 epochs) test accuracy with its TTA", accuracy, ">= 0.9034",
-            accuracy >= 0.9034)
-        curve = [row["test_accuracy"] for row in airbench["per_epoch"]]
-        drops = [curve[index - 1] - curve[index] for index in range(2, len(curve))]
-        add("airbench: largest drop from one epoch to the next, from epoch 3 on",
-            max(drops, default=0.0), "<= 0.03", max(drops, default=0.0) <= 0.03)
-        reference = results.get("reference_network", {}).get("images_per_second")
-        ours = airbench["train_images_per_second"]
-        add("airbench training images/s against the reference network's (ratio)",
-            None if reference is None else ours / reference, ">= 1.0",
-            reference is not None and ours >= reference)
-        add(f"airbench achieved fraction of the {airbench.get('peak_precision')} matmul peak",
-            airbench.get("fraction_of_peak"), ">= 0.75",
-            (airbench.get("fraction_of_peak") or 0) >= 0.75)
-    two = _find(results, "airbench", 2)
-    if two:
-        add("airbench:2 test accuracy with its TTA", two["final_test_accuracy"], ">= 0.8345",
-            two["final_test_accuracy"] >= 0.8345)
-    if seed and short:
-        seed_epoch = seed.get("train_seconds_mean", seed["train_seconds"]) / seed["epochs"]
-        short_to = short.get("seconds_to_mean", short["seconds_to"])
-        seed_to = seed.get("seconds_to_mean", seed["seconds_to"])
-        value = short_to["0.80"]
-        add("short budget: seconds to 0.80 against 4 seed epoch-times (ratio)",
-            None if value is None else value / (4 * seed_epoch), "<= 1.0",
-            value is not None and value <= 4 * seed_epoch)
-        value = short_to["0.68"]
-        add("short budget: seconds to 0.68 against the seed's own (ratio)",
-            None if value is None or seed_to["0.68"] is None else value / seed_to["0.68"],
-            "<= 0.2", value is not None and seed_to["0.68"] is not None
-            and value <= seed_to["0.68"] / 5)
-    if seed:
-        value = seed.get("final_test_accuracy_mean", seed["final_test_accuracy"])
-        add(f"seed ({seed['epochs']} epochs) test accuracy", value, ">= 0.67", value >= 0.67)
-    regularized = _find(results, "seed_regularized")
-    if regularized:
-        value = regularized["final_test_accuracy"]
-        add(f"seed_regularized ({regularized['epochs']} epochs) test accuracy", value,
-            ">= 0.78", value >= 0.78)
-    return checks
-
-
-REFERENCE_TRAINING_SCRIPT = REPOSITORY_ROOT.parent / "shared" / "anchors" / "airbench94_muon_cpu.py"
-
-
-def reference_run(reference_python: str, epochs: int, seed: int = 0) -> dict:
-    """Train the reference itself (``airbench94_muon_cpu.py``) and read its printed curve.
-
-    Args:
-        reference_python: The python of a torch environment.
-        epochs: Its ``EPOCHS`` (the whole schedule is fitted to them, as ours is).
-        seed: Its ``SEED``.
-
-    Returns:
-        ``{"epochs", "seed", "per_epoch": [{"epoch", "test_accuracy", "train_seconds"}],
-        "final_test_accuracy" (six-view TTA), "train_seconds", "command"}``.
-    """
-    import os
-
-    environment = {**os.environ, "EPOCHS": str(epochs), "SEED": str(seed)}
-    with tempfile.TemporaryDirectory() as scratch:
-        completed = subprocess.run([reference_python, str(REFERENCE_TRAINING_SCRIPT)],
-                                   cwd=scratch, env=environment, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise SystemExit(f"the reference training failed (exit {completed.returncode}):\n"
-                         f"{completed.stderr[-3000:]}")
-    per_epoch, final = [], None
-    for line in completed.stdout.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) != 6:
-            continue
-        epoch, val_acc, tta_val_acc, seconds = cells[1], cells[3], cells[4], cells[5]
-        if epoch.isdigit():
-            per_epoch.append({"epoch": int(epoch) + 1, "test_accuracy": float(val_acc),
-                              "train_seconds": float(seconds)})
-        elif epoch == "eval" and tta_val_acc:
-            final = {"final_test_accuracy": float(tta_val_acc), "train_seconds": float(seconds)}
-    if not per_epoch or final is None:
-        raise SystemExit(f"could not read the reference's curve from:\n{completed.stdout[-3000:]}")
-    return {"epochs": epochs, "seed": seed, "per_epoch": per_epoch, **final,
-            "command": f"EPOCHS={epochs} SEED={seed} {reference_python} "
-                       f"{REFERENCE_TRAINING_SCRIPT}"}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
                         metavar="RECIPE[:EPOCHS][@SEEDS]")
     parser.add_argument("--data-source", default=DEFAULT_DATA_SOURCE)
-    parser.add_argument("--output", type=Path,
-                        default=REPOSITORY_ROOT / "benchmarks" / "results" / "cpu-2core.json")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="results file (default: benchmarks/results/cpu-2core-<cpu kind>"
+                             ".json, one per kind of CPU: amx, avx512bf16, avx512, avx2)")
+    parser.add_argument("--fine-recipes", nargs="*", default=list(DEFAULT_FINE_RECIPES),
+                        metavar="RECIPE", help="recipes also scored within each epoch")
+    parser.add_argument("--evaluations-per-epoch", type=int,
+                        default=DEFAULT_EVALUATIONS_PER_EPOCH,
+                        help="test-set evaluations per epoch of the --fine-recipes, the "
+                             "epoch's end included (outside training time)")
     parser.add_argument("--reference-python", default=None, metavar="PATH",
                         help="python of a torch environment: also measure the reference "
                              "airbench94 network's training images/s")
@@ -486,11 +316,18 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # Internal: run one recipe, print JSON.
     parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # With --one.
     arguments = parser.parse_args()
+    arguments.output = arguments.output or (REPOSITORY_ROOT / "benchmarks" / "results" /
+                                            f"cpu-2core-{cpu_kind()}.json")
+    if arguments.evaluations_per_epoch < 1:
+        parser.error("--evaluations-per-epoch must be at least 1")
 
     if arguments.one:
         name, _, epochs = arguments.one.partition(":")
+        fine = name in arguments.fine_recipes
         record = benchmark_one(name, int(epochs) if epochs else None, arguments.data_source,
-                               seed=arguments.seed)
+                               seed=arguments.seed,
+                               evaluations_per_epoch=arguments.evaluations_per_epoch if fine
+                               else 1)
         print("RESULT " + json.dumps(record), flush=True)
         return
 
@@ -527,7 +364,9 @@ def main() -> None:
             print(f"== {entry} (seed {seed})", flush=True)
             spec = name if epochs is None else f"{name}:{epochs}"
             command = [sys.executable, __file__, "--one", spec, "--seed", str(seed),
-                       "--data-source", arguments.data_source]
+                       "--data-source", arguments.data_source, "--evaluations-per-epoch",
+                       str(arguments.evaluations_per_epoch),
+                       "--fine-recipes", *arguments.fine_recipes]
             completed = subprocess.run(command, capture_output=True, text=True)
             lines = completed.stdout.splitlines()
             print("\n".join(line for line in lines if not line.startswith("RESULT ")),

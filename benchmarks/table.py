@@ -1,7 +1,7 @@
 """Print the README's results table from a benchmark results file.
 
 Usage:
-    python benchmarks/table.py [benchmarks/results/cpu-2core.json]
+    python benchmarks/table.py benchmarks/results/cpu-2core-<cpu kind>.json
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _seconds(value) -> str:
@@ -96,8 +95,9 @@ def targets_table(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else \
-        REPOSITORY_ROOT / "benchmarks" / "results" / "cpu-2core.json"
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python benchmarks/table.py benchmarks/results/cpu-2core-KIND.json")
+    path = Path(sys.argv[1])
     loaded = json.loads(path.read_text())
     print(markdown_table(loaded))
     if loaded.get("targets"):

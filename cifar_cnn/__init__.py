@@ -16,7 +16,13 @@ concept has one home:
 - :mod:`cifar_cnn.plots`: every figure, as matplotlib Figures built from arrays;
 - :mod:`cifar_cnn.cli`: the ``cifar-cnn`` command line, one module per command.
 
-Importing the package is cheap: nothing is downloaded, loaded or built at import time.
+Importing the package is cheap: nothing is downloaded, loaded or built at import time. It
+does one thing before TensorFlow loads: it asks for TensorFlow's oneDNN CPU kernels where
+TensorFlow would leave them off (:mod:`cifar_cnn.cpu_kernels` says why and when).
 """
 
+from cifar_cnn.cpu_kernels import prefer_onednn
+
 __version__ = "0.1.0"
+
+prefer_onednn()

@@ -194,9 +194,56 @@ class UnitVarianceUniform(keras.initializers.Initializer):
         return keras.ops.convert_to_tensor(weights, dtype=dtype or "float32")
 
 
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras' BatchNormalization, trained through TensorFlow's fused kernel on CPUs.
+
+    Keras 3 normalises with separate moments, subtract, multiply and add ops, each a pass
+    over the activations in the forward and the backward pass; TensorFlow's
+    ``FusedBatchNormV3`` does the forward in one kernel and the backward in another (oneDNN's
+    where TensorFlow runs oneDNN). On a 2-core AVX2 CPU that made BatchNorm with the GELU
+    after it 1.4-1.6x faster on airbench's maps (``benchmarks/results/profile-avx2.json``).
+    Same weights, settings (momentum, any epsilon: the raw op has no lower bound on a CPU)
+    and saved format as the Keras layer; inference, other backends, other axes and GPUs (where
+    cuDNN bounds epsilon and XLA fuses the Keras ops anyway) take Keras' own path. The moving
+    variance is updated with the unbiased batch variance, as PyTorch does, where Keras uses
+    the biased one (a relative difference of 1/(N*H*W - 1), under 1e-4 here).
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        import tensorflow as tf
+
+        self._fused = (keras.backend.backend() == "tensorflow" and len(input_shape) == 4
+                       and self.axis in (3, -1) and not self.renorm
+                       and not tf.config.list_physical_devices("GPU"))
+
+    def call(self, inputs, training=None, mask=None):
+        if not (getattr(self, "_fused", False) and training and self.trainable and mask is None):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        scale = tf.cast(self.gamma, "float32") if self.scale else tf.ones((channels,))
+        offset = tf.cast(self.beta, "float32") if self.center else tf.zeros((channels,))
+        outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=scale, offset=offset, mean=tf.zeros((0,)),
+            variance=tf.zeros((0,)), epsilon=self.epsilon, exponential_avg_factor=1.0,
+            data_format="NHWC", is_training=True)
+        self.moving_mean.assign(self.moving_mean * self.momentum
+                                + tf.cast(mean, self.moving_mean.dtype) * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum
+            + tf.cast(variance, self.moving_variance.dtype) * (1.0 - self.momentum))
+        return tf.cast(outputs, self.compute_dtype)
+
+
 # airbench's BatchNorm: running statistics that follow the weights quickly (PyTorch momentum
 # 0.4 is Keras momentum 0.6), an epsilon that leaves the normalisation exact, and no scale.
 AIRBENCH_BATCHNORM = {"momentum": 0.6, "epsilon": 1e-12, "scale": False, "center": True}
+# The layer airbench normalises with (benchmarks/profile_step.py swaps in Keras' own to
+# measure what the fused one buys).
+AirbenchBatchNorm = FusedBatchNormalization
 
 
 def _conv_group(x, filters: int, name: str):
@@ -206,7 +253,7 @@ def _conv_group(x, filters: int, name: str):
                           kernel_initializer=PartialIdentity(), name=f"{name}_conv{index}")(x)
         if index == 1:
             x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-        x = layers.BatchNormalization(**AIRBENCH_BATCHNORM, name=f"{name}_bn{index}")(x)
+        x = AirbenchBatchNorm(**AIRBENCH_BATCHNORM, name=f"{name}_bn{index}")(x)
         x = layers.Activation("gelu", name=f"{name}_gelu{index}")(x)
     return x
 

@@ -119,9 +119,16 @@ class AirbenchMuon(keras.optimizers.Optimizer):
         momentum, group = self._momentums[index], self._groups[index]
         gradient = ops.cast(gradient, variable.dtype)
         learning_rate = ops.cast(learning_rate, variable.dtype)
+        # Each group's name scope names its ops in profiles (benchmarks/profile_step.py).
         if group == FILTERS:
-            self._muon_step(gradient, variable, momentum, learning_rate)
+            with keras.name_scope("muon"):
+                self._muon_step(gradient, variable, momentum, learning_rate)
             return
+        with keras.name_scope("sgd"):
+            self._sgd_step(gradient, variable, momentum, learning_rate, group)
+
+    def _sgd_step(self, gradient, variable, momentum, learning_rate, group):
+        """Nesterov SGD on the summed loss with coupled weight decay, at the group's rate."""
         settings = self.settings
         peak = settings.head_learning_rate if group == HEAD else settings.bias_learning_rate
         if group == WHITENING_BIAS:

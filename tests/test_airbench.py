@@ -181,3 +181,41 @@ def test_alternating_flip_mirrors_a_fixed_half_then_everything_on_odd_epochs():
     np.testing.assert_array_equal(epochs[0], prepared)
     np.testing.assert_array_equal(epochs[1], prepared[:, :, ::-1])
     np.testing.assert_array_equal(epochs[2], prepared)
+
+
+@pytest.mark.parametrize("epsilon, scale", [(1e-12, False), (1e-3, True)])
+def test_fused_batchnorm_trains_exactly_as_keras_batchnorm(epsilon, scale):
+    """Same outputs, gradients, moving statistics and saved form as keras' own layer."""
+    settings = {**models.AIRBENCH_BATCHNORM, "epsilon": epsilon, "scale": scale}
+    images = tf.constant(RNG.normal(2.0, 3.0, (16, 5, 5, 6)), tf.float32)
+    fused = models.FusedBatchNormalization(**settings)
+    plain = keras.layers.BatchNormalization(**settings)
+    fused.build(images.shape)
+    plain.build(images.shape)
+    assert fused._fused  # The fused kernel is what this test exercises.
+    for variable in plain.trainable_variables:
+        variable.assign(RNG.normal(size=variable.shape))
+    fused.set_weights(plain.get_weights())
+    results, upstream = [], tf.constant(RNG.normal(size=images.shape), tf.float32)
+    for layer in (fused, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = layer(images, training=True)
+            loss = tf.reduce_sum(outputs * upstream)
+        gradients = tape.gradient(loss, [images, *layer.trainable_variables])
+        results.append((outputs, gradients, layer.moving_mean, layer.moving_variance))
+    (outputs, gradients, mean, variance), (outputs_k, gradients_k, mean_k, variance_k) = results
+    np.testing.assert_allclose(outputs, outputs_k, rtol=1e-4, atol=1e-5)
+    for gradient, gradient_k in zip(gradients, gradients_k):
+        np.testing.assert_allclose(gradient, gradient_k, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(mean, mean_k, rtol=1e-5)
+    # The unbiased batch variance (PyTorch's running update) against Keras' biased one.
+    count = 16 * 5 * 5
+    unbiased = 0.4 * (np.asarray(variance_k) - 0.6) * count / (count - 1) / 0.4 + 0.6
+    np.testing.assert_allclose(variance, unbiased, rtol=1e-4)
+    # Inference uses the moving statistics, as Keras does; the saved form is the same.
+    plain.moving_variance.assign(fused.moving_variance)
+    np.testing.assert_allclose(fused(images, training=False), plain(images, training=False),
+                               rtol=1e-5, atol=1e-6)
+    assert fused.get_config() == {**plain.get_config(), "name": fused.name}
+    assert [w.shape for w in fused.weights] == [w.shape for w in plain.weights]

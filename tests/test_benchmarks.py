@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,9 +56,16 @@ def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_arc
     seconds = [row["train_seconds"] for row in seed["per_epoch"]]
     assert 0 < seconds[0] < seconds[1] == seed["train_seconds"]
     assert 0.0 <= seed["final_test_accuracy"] <= 1.0
+    # The short-budget recipes are also scored within each epoch (4 points per epoch by
+    # default), on a clock that keeps rising and leaves the evaluations out.
+    assert seed["per_epoch_evaluation"]["evaluations_per_epoch"] == 4
+    curve = seed["test_curve"]
+    assert len(curve) > len(seed["per_epoch"]) and sum(p["epoch_end"] for p in curve) == 2
+    clock = [point["train_seconds"] for point in curve]
+    assert clock == sorted(clock) and clock[-1] == seed["train_seconds"]
     for threshold, reached in seed["seconds_to"].items():
-        first = [row["train_seconds"] for row in seed["per_epoch"]
-                 if row["test_accuracy"] >= float(threshold)]
+        first = [point["train_seconds"] for point in curve
+                 if point["test_accuracy"] >= float(threshold)]
         assert reached == (first[0] if first else None)
     assert small["test_time_augmentation"] == "flip_translate" and small["precision_policy"]
     assert small["final_test_accuracy_no_tta"] == small["per_epoch"][-1]["test_accuracy"]
@@ -175,16 +183,48 @@ def test_machine_peak_measures_both_precisions_quickly():
     assert peak["threads"]["usable_cores"] >= 1 and peak["seconds"] < 60
 
 
-def test_reference_throughput_reads_the_reference_scripts_number(tmp_path):
-    from recipes import reference_throughput
+def _fake_python(folder, *lines):
+    """A stand-in for a torch python: prints the lines the reference script prints."""
+    fake_python = folder / "python"
+    fake_python.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in lines))
+    fake_python.chmod(0o755)
+    return str(fake_python)
+
+
+def test_reference_throughput_reads_the_reference_scripts_numbers(tmp_path):
+    from reference import reference_throughput
 
     assert reference_throughput(None)["images_per_second"] is None
-    # A stand-in for a torch python: prints the line the reference script prints.
-    fake_python = tmp_path / "python"
-    fake_python.write_text("#!/bin/sh\necho 'reference airbench94 net torch float32: 131 img/s'\n")
-    fake_python.chmod(0o755)
-    record = reference_throughput(str(fake_python))
-    assert record["images_per_second"] == 131.0 and record["python"] == str(fake_python)
+    python = _fake_python(tmp_path, "reference airbench94 net torch float32: 131 img/s",
+                          "no native bf16 on this CPU (AVX2): bf16 autocast not measured")
+    record = reference_throughput(python)
+    assert record["images_per_second"] == record["images_per_second_float32"] == 131.0
+    assert record["images_per_second_bfloat16"] is None and record["python"] == python
+    assert record["peer_precision"] == "float32"
+
+
+def test_the_strongest_peer_is_the_faster_reference_precision(tmp_path):
+    from reference import reference_throughput
+    from targets import check_targets
+
+    python = _fake_python(tmp_path, "reference airbench94 net torch float32: 240 img/s",
+                          "reference airbench94 net torch bf16 autocast (AMX): 402 img/s")
+    record = reference_throughput(python)
+    assert record["images_per_second_float32"] == 240.0
+    assert record["images_per_second_bfloat16"] == 402.0
+    assert record["images_per_second"] == 402.0 and record["peer_precision"] == "bfloat16"
+    # Ours at 1.3x torch float32 but below 1.2x torch bf16: the target is not met.
+    ours = {"recipe": "airbench", "epochs": 2, "final_test_accuracy": 0.84,
+            "train_images_per_second": 312.0, "fraction_of_peak": 0.5,
+            "peak_precision": "bfloat16", "per_epoch": []}
+    checks = {check["target"].split(" (")[0]: check
+              for check in check_targets({"recipes": [ours], "reference_network": record})}
+    speed = next(check for name, check in checks.items() if "images/s" in name)
+    assert speed["value"] == pytest.approx(312 / 402) and speed["met"] is False
+    assert "bfloat16" in next(check["target"] for check in checks.values()
+                              if "images/s" in check["target"])
+    peak = next(check for check in checks.values() if "matmul peak" in check["target"])
+    assert peak["value"] == 0.5 and peak["met"] is False
 
 
 def test_seed_pipeline_benchmark_compares_both_paths(image_folder_archive, tmp_path):
@@ -205,3 +245,86 @@ def test_data_loading_benchmark_times_first_and_cached_loads(image_folder_archiv
     result = json.loads(output.read_text())
     assert result["images"] == 300 and len(result["cached_load_seconds"]) == 2
     assert result["first_load_seconds"] > 0 and result["cached_load_median_seconds"] > 0
+
+
+def test_profile_names_the_kind_of_work_of_every_traced_op():
+    from profile_step import KINDS, kind_of_work
+
+    cases = {
+        "StatefulPartitionedCall/airbench_net_1/group2_conv1_1/convolution:_MklNativeConv2D":
+            "convolution forward",
+        "gradient_tape/airbench_net_1/group2_conv2_1/convolution/Conv2DBackpropFilter:"
+        "_MklNativeConv2DBackpropFilter": "convolution backward (filter)",
+        "gradient_tape/airbench_net_1/group1_conv1_1/convolution/Conv2DBackpropInput:"
+        "Conv2DBackpropInput": "convolution backward (input)",
+        "airbench_net_1/group1_bn1_1/moments/mean:Mean": "BatchNorm",
+        "gradient_tape/airbench_net_1/group1_gelu2_1/Gelu/mul_2/Mul:Mul": "activation (GELU)",
+        "airbench_net_1/group3_pool_1/MaxPool2d:_MklNativeMaxPool": "pooling",
+        "airbench_net_1/whitening_1/convolution:Conv2D": "preprocessing and whitening",
+        "airbench_muon/muon_1/MatMul_1:_MklMatMul": "optimizer: Muon (filters)",
+        "airbench_muon/sgd_3/add:AddV2": "optimizer: SGD (biases, head)",
+        "airbench_muon/PolynomialDecay/Mul:Mul": "optimizer: shared",
+        "IteratorGetNext:IteratorGetNext": "input pipeline (step waiting for its batch)",
+        "airbench_net_1/logits_1/MatMul:_MklMatMul": "head matmul",
+        "compile_loss/crossentropy/Sum:Sum": "loss and metrics",
+        "AddN_6:AddN": "other",
+        "CpuExecutable::ExecuteAsyncOnStream": "XLA-compiled step (not split by kind)",
+    }
+    for name, kind in cases.items():
+        assert kind_of_work(name) == kind, name
+        assert kind in KINDS
+    # Containers are not ops of their own: counting them would count their ops twice.
+    assert kind_of_work("ExecutorState::Process") is None
+    assert kind_of_work("StatefulPartitionedCall:StatefulPartitionedCall") is None
+
+
+def test_profile_variants_are_checked_before_anything_runs():
+    from profile_step import parse_variant
+
+    assert parse_variant("default") == {}
+    assert parse_variant("onednn=off,inter_op=1") == {"onednn": "off", "inter_op": "1"}
+    for bad, named in (("onednn=maybe", "on, off"), ("threads=2", "valid keys"),
+                       ("inter_op=two", "thread count")):
+        with pytest.raises(ValueError, match=named):
+            parse_variant(bad)
+
+
+def test_profile_step_writes_kinds_roofline_and_kernels(image_folder_archive, tmp_path):
+    output = tmp_path / "profile.json"
+    table = _run("profile_step.py", "--recipe", "airbench_small", "--variants", "default",
+                 "onednn=off", "--steps", "1", "--traced-steps", "1", "--warmup-steps", "1",
+                 "--peak-sizes", "128", "--data-source", str(image_folder_archive),
+                 "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["memory_bandwidth"]["gigabytes_per_second"] > 0
+    default, eigen = results["variants"]
+    assert default["cpu_kernels"]["onednn"] is True   # the package's own choice
+    assert eigen["cpu_kernels"]["onednn"] is False and eigen["settings"] == {"onednn": "off"}
+    for variant in (default, eigen):
+        kinds = variant["kinds"]
+        assert kinds["convolution forward"] > 0 and kinds["convolution backward (filter)"] > 0
+        assert kinds["optimizer: Muon (filters)"] > 0 and kinds["BatchNorm"] > 0
+        roofline = variant["roofline"]
+        assert roofline["step_seconds"] == pytest.approx(
+            roofline["matmul_seconds"] + roofline["elementwise_seconds"])
+        assert 0 < roofline["fraction_of_matmul_peak"] == pytest.approx(
+            roofline["matmul_seconds"] / variant["median_step_seconds"])
+        assert variant["training_bytes_per_image"] == 3 * variant["forward_bytes_per_image"]
+    assert "| convolution forward |" in table and "`onednn=off`" in table
+
+
+def test_onednn_is_asked_for_only_when_the_user_did_not_choose(tmp_path):
+    """The package asks for oneDNN before TensorFlow loads, and never overrides a choice."""
+    program = ("import cifar_cnn, tensorflow; from cifar_cnn.cpu_kernels import "
+               "kernel_settings; print(kernel_settings()['onednn'])")
+    results = {}
+    for setting in (None, "0"):
+        environment = {key: value for key, value in os.environ.items()
+                       if key != "TF_ENABLE_ONEDNN_OPTS"}
+        if setting is not None:
+            environment["TF_ENABLE_ONEDNN_OPTS"] = setting
+        completed = subprocess.run([sys.executable, "-c", program], env=environment,
+                                   capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        results[setting] = completed.stdout.split()[-1]
+    assert results == {None: "True", "0": "False"}
