@@ -52,6 +52,22 @@ def cpu_kind() -> str:
     return "cpu"
 
 
+def machine_slug() -> str:
+    """A results file's name for this machine: ``gpu-<model>`` with a GPU, else
+    ``cpu-<cores>core-<cpu kind>``, so that runs on different kinds of machine never share a
+    file. Imports TensorFlow (to see the GPUs).
+    """
+    import re
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu")
+        return "gpu-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return f"cpu-{os.cpu_count()}core-{cpu_kind()}"
+
+
 def peak_memory_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -26,7 +26,7 @@ it is; ``onednn=off,batchnorm=keras`` is the code before issue 15.
 Usage:
     python benchmarks/profile_step.py [--recipe airbench] [--variants default onednn=off ...]
         [--steps 3] [--traced-steps 2] [--warmup-steps 1] [--data-source PATH] [--output PATH]
-Writes benchmarks/results/profile-<cpu kind>.json and prints the table (``--markdown`` of a
+Writes benchmarks/results/profile-<machine>.json (``profile-cpu-2core-avx2.json``) and prints the table (``--markdown`` of a
 results file prints it again).
 """
 
@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, cpu_kind, machine_record
+from common import DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, machine_slug
 
 VARIANT_KEYS = {
     "onednn": ("on", "off"), "bfc": ("on", "off"), "xla": ("on", "off"),
@@ -299,7 +299,7 @@ def markdown_table(results: dict) -> str:
     header = "| ms per step | " + " | ".join(f"`{v['variant']}`" for v in variants) + " |"
     lines = [header, "|---|" + "---|" * len(variants)]
     for kind in KINDS:
-        lines.append(f"| {kind} | " + " | ".join(f"{v['kinds'][kind]:.0f}" for v in variants)
+        lines.append(f"| {kind} | " + " | ".join(f"{v['kinds'].get(kind, 0):.0f}" for v in variants)
                      + " |")
     rows = [
         ("sum of op times", lambda v: f"{sum(v['kinds'].values()):.0f}"),
@@ -349,7 +349,7 @@ def main() -> None:
     if min(arguments.steps, arguments.traced_steps) < 1 or arguments.warmup_steps < 0:
         parser.error("--steps and --traced-steps must be at least 1, --warmup-steps at least 0")
     output = arguments.output or (REPOSITORY_ROOT / "benchmarks" / "results" /
-                                  f"profile-{cpu_kind()}.json")
+                                  f"profile-{machine_slug()}.json")
 
     # The roofline's two rates, measured first, in a process of their own (this one must not
     # import TensorFlow with settings a variant would then inherit).

@@ -31,8 +31,9 @@ A recipe written NAME:EPOCHS runs with that many epochs instead of its default (
 is then fitted to that budget); NAME@SEEDS runs it with that many seeds (42, 43, ...) and
 records their mean and standard deviation. The JSON's ``targets`` compares the run's figures
 with the project's targets (``targets.py``), each against numbers measured in the same run.
-Writes benchmarks/results/cpu-2core-<cpu kind>.json (machine, matmul peaks, FLOP convention, reference
-network, recipes with per-epoch curves) and a PNG plot.
+Writes benchmarks/results/<machine>.json (``cpu-2core-avx2.json``, ``gpu-nvidia-h100...``:
+machine, matmul peaks, FLOP convention, reference network, recipes with their test curves,
+targets) and a PNG plot.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from pathlib import Path
 
 from accuracy_curve import METHOD as CURVE_METHOD
 from accuracy_curve import make_test_curve, training_clock
-from common import (DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, cpu_kind, machine_record,
+from common import (DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, machine_slug,
                     peak_memory_mib)
 from flops import FLOP_CONVENTION, count_model_flops
 from machine_peak import (DEFAULT_MINIMUM_SECONDS, DEFAULT_REPEATS, DEFAULT_SIZES,
@@ -293,8 +294,9 @@ def main() -> None:
                         metavar="RECIPE[:EPOCHS][@SEEDS]")
     parser.add_argument("--data-source", default=DEFAULT_DATA_SOURCE)
     parser.add_argument("--output", type=Path, default=None,
-                        help="results file (default: benchmarks/results/cpu-2core-<cpu kind>"
-                             ".json, one per kind of CPU: amx, avx512bf16, avx512, avx2)")
+                        help="results file (default: benchmarks/results/<machine>.json, "
+                             "gpu-<model> or cpu-<cores>core-<kind>, kind one of amx, "
+                             "avx512bf16, avx512, avx2)")
     parser.add_argument("--fine-recipes", nargs="*", default=list(DEFAULT_FINE_RECIPES),
                         metavar="RECIPE", help="recipes also scored within each epoch")
     parser.add_argument("--evaluations-per-epoch", type=int,
@@ -316,8 +318,6 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # Internal: run one recipe, print JSON.
     parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # With --one.
     arguments = parser.parse_args()
-    arguments.output = arguments.output or (REPOSITORY_ROOT / "benchmarks" / "results" /
-                                            f"cpu-2core-{cpu_kind()}.json")
     if arguments.evaluations_per_epoch < 1:
         parser.error("--evaluations-per-epoch must be at least 1")
 
@@ -339,6 +339,8 @@ def main() -> None:
         parser.error(str(error))
     if arguments.reference_epochs and not arguments.reference_python:
         parser.error("--reference-epochs needs --reference-python")
+    arguments.output = arguments.output or (REPOSITORY_ROOT / "benchmarks" / "results" /
+                                            f"{machine_slug()}.json")
     results = {"command": " ".join(["python", "benchmarks/recipes.py", *sys.argv[1:]]),
                "data_source": arguments.data_source, "machine": machine_record()}
 

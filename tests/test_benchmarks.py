@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -326,3 +327,27 @@ def test_onednn_is_asked_for_only_when_the_user_did_not_choose(tmp_path):
         assert completed.returncode == 0, completed.stderr[-2000:]
         results[setting] = completed.stdout.split()[-1]
     assert results == {None: "True", "0": "False"}
+
+
+def test_every_weight_gradient_rewrite_computes_tensorflows_gradient():
+    """The rewrites timed by conv_gradients.py compute the same kernel gradient as TensorFlow."""
+    import tensorflow as tf
+    from conv_gradients import methods_for
+
+    images, upstream = tf.random.normal((3, 5, 5, 4)), tf.random.normal((3, 5, 5, 6))
+    methods = methods_for(images, upstream, tf.random.normal((3, 3, 4, 6)))
+    with tf.GradientTape() as tape:
+        kernel = tf.Variable(tf.random.normal((3, 3, 4, 6)))
+        outputs = tf.nn.conv2d(images, kernel, 1, "SAME")
+    expected = tape.gradient(outputs, kernel, output_gradients=upstream)
+    checked = 0
+    for name, (function, arguments, to_kernel) in methods.items():
+        if to_kernel is None:
+            continue
+        try:
+            result = to_kernel(function(*arguments))
+        except (tf.errors.OpError, ValueError):  # NCHW where this build cannot run it.
+            continue
+        np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-4, err_msg=name)
+        checked += 1
+    assert checked >= 4
