@@ -511,7 +511,7 @@ def environment_record() -> dict:
         "cpu_count": os.cpu_count(),
         "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
         "git": git_commit(),
-        # oneDNN or Eigen kernels, and threads: on a CPU they change the speed 1.6-fold.
+        # oneDNN or Eigen kernels, and threads: on an AMD CPU they changed the speed 1.8-fold.
         "cpu_kernels": kernel_settings(),
     }
 

@@ -211,7 +211,7 @@ def test_fused_batchnorm_trains_exactly_as_keras_batchnorm(epsilon, scale):
     np.testing.assert_allclose(mean, mean_k, rtol=1e-5)
     # The unbiased batch variance (PyTorch's running update) against Keras' biased one.
     count = 16 * 5 * 5
-    unbiased = 0.4 * (np.asarray(variance_k) - 0.6) * count / (count - 1) / 0.4 + 0.6
+    unbiased = 0.6 + (np.asarray(variance_k) - 0.6) * count / (count - 1)
     np.testing.assert_allclose(variance, unbiased, rtol=1e-4)
     # Inference uses the moving statistics, as Keras does; the saved form is the same.
     plain.moving_variance.assign(fused.moving_variance)
