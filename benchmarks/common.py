@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import resource
+import subprocess
+import sys
 from pathlib import Path
 
 from cifar_cnn.runs import environment_record
@@ -66,6 +69,38 @@ def machine_slug() -> str:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu")
         return "gpu-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return f"cpu-{os.cpu_count()}core-{cpu_kind()}"
+
+
+RESULT_PREFIX = "RESULT "  # How a benchmark's child process hands its JSON record back.
+
+
+def print_result(record: dict) -> None:
+    """Print a child process's record on the line its parent reads (:func:`run_child`)."""
+    print(RESULT_PREFIX + json.dumps(record), flush=True)
+
+
+def run_child(command: list[str], what: str) -> tuple[dict, list[str]]:
+    """Run a benchmark's child process and read the record it printed with :func:`print_result`.
+
+    Args:
+        command: The child's command line.
+        what: Named in the error when the child fails.
+
+    Returns:
+        ``(record, other_lines)``: the record, and the child's other standard-output lines.
+
+    Raises:
+        SystemExit: The child failed or printed no record (the tails of its output are
+            printed first).
+    """
+    completed = subprocess.run(command, capture_output=True, text=True)
+    lines = completed.stdout.splitlines()
+    records = [line for line in lines if line.startswith(RESULT_PREFIX)]
+    if completed.returncode != 0 or not records:
+        print(completed.stdout[-2000:] + completed.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{what} failed (exit {completed.returncode})")
+    return (json.loads(records[-1][len(RESULT_PREFIX):]),
+            [line for line in lines if not line.startswith(RESULT_PREFIX)])
 
 
 def peak_memory_mib() -> float:

@@ -37,20 +37,14 @@ POLICY_PRECISION = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
 
 
 def _thread_settings() -> dict:
-    """TensorFlow's thread pools and the cores this process may use."""
-    import tensorflow as tf
+    """TensorFlow's kernels and thread pools (``cpu_kernels.kernel_settings``) and usable cores."""
+    from cifar_cnn.cpu_kernels import kernel_settings
 
     try:
         usable_cores = len(os.sched_getaffinity(0))
     except AttributeError:  # Not Linux.
         usable_cores = os.cpu_count()
-    return {
-        # 0 means TensorFlow's default: one thread per usable core.
-        "intra_op_parallelism_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_parallelism_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "usable_cores": usable_cores,
-        "onednn_opts_environment": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-    }
+    return {**kernel_settings(), "usable_cores": usable_cores}
 
 
 def matmul_gflops(size: int, dtype: str, jit_compile: bool, repeats: int,

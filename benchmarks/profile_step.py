@@ -44,7 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, machine_slug
+from common import (DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, machine_slug,
+                    print_result, run_child)
 
 VARIANT_KEYS = {
     "onednn": ("on", "off"), "bfc": ("on", "off"), "xla": ("on", "off"),
@@ -335,7 +336,7 @@ def main() -> None:
     if arguments.one:
         record = profile_variant(arguments.one, arguments.recipe, arguments.data_source,
                                  arguments.steps, arguments.traced_steps, arguments.warmup_steps)
-        print("RESULT " + json.dumps(record), flush=True)
+        print_result(record)
         return
     from cifar_cnn.recipes import RECIPES
 
@@ -374,17 +375,12 @@ def main() -> None:
     results["elementwise_bytes_convention"] = ELEMENTWISE_BYTES_CONVENTION
     for variant in arguments.variants:
         print(f"== {variant}", flush=True)
-        completed = subprocess.run(
+        record, _ = run_child(
             [sys.executable, __file__, "--one", variant, "--recipe", arguments.recipe,
              "--steps", str(arguments.steps), "--traced-steps", str(arguments.traced_steps),
              "--warmup-steps", str(arguments.warmup_steps),
-             "--data-source", arguments.data_source],
-            capture_output=True, text=True)
-        lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-        if completed.returncode != 0 or not lines:
-            print(completed.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"variant {variant} failed (exit {completed.returncode})")
-        record = add_roofline(json.loads(lines[-1][len("RESULT "):]), peaks, bandwidth)
+             "--data-source", arguments.data_source], f"variant {variant}")
+        record = add_roofline(record, peaks, bandwidth)
         results["variants"].append(record)
         print(f"   {record['images_per_second']:.0f} images/s, step "
               f"{record['median_step_seconds']:.2f} s", flush=True)

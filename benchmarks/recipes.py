@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from pathlib import Path
 from accuracy_curve import METHOD as CURVE_METHOD
 from accuracy_curve import make_test_curve, training_clock
 from common import (DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, machine_slug,
-                    peak_memory_mib)
+                    peak_memory_mib, print_result, run_child)
 from flops import FLOP_CONVENTION, count_model_flops
 from machine_peak import (DEFAULT_MINIMUM_SECONDS, DEFAULT_REPEATS, DEFAULT_SIZES,
                           POLICY_PRECISION, measure_peaks)
@@ -328,7 +327,7 @@ def main() -> None:
                                seed=arguments.seed,
                                evaluations_per_epoch=arguments.evaluations_per_epoch if fine
                                else 1)
-        print("RESULT " + json.dumps(record), flush=True)
+        print_result(record)
         return
 
     from cifar_cnn.recipes import RECIPES
@@ -369,15 +368,9 @@ def main() -> None:
                        "--data-source", arguments.data_source, "--evaluations-per-epoch",
                        str(arguments.evaluations_per_epoch),
                        "--fine-recipes", *arguments.fine_recipes]
-            completed = subprocess.run(command, capture_output=True, text=True)
-            lines = completed.stdout.splitlines()
-            print("\n".join(line for line in lines if not line.startswith("RESULT ")),
-                  flush=True)
-            results_lines = [line for line in lines if line.startswith("RESULT ")]
-            if completed.returncode != 0 or not results_lines:
-                print(completed.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"recipe {entry} failed (exit {completed.returncode})")
-            records.append(add_efficiency(json.loads(results_lines[-1][len("RESULT "):]),
+            record, lines = run_child(command, f"recipe {entry}")
+            print("\n".join(lines), flush=True)
+            records.append(add_efficiency(record,
                                           results["machine_peak"]["peak_gflops_per_second"]))
         results["recipes"].append(combine_seeds(entry, records))
         save()  # After every entry.
