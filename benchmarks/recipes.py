@@ -336,6 +336,9 @@ def main() -> None:
         entries = [(entry, *parse_entry(entry, RECIPES)) for entry in arguments.recipes]
     except ValueError as error:
         parser.error(str(error))
+    unknown = [name for name in arguments.fine_recipes if name not in RECIPES]
+    if unknown:
+        parser.error(f"unknown --fine-recipes {', '.join(unknown)}; valid: {', '.join(RECIPES)}")
     if arguments.reference_epochs and not arguments.reference_python:
         parser.error("--reference-epochs needs --reference-python")
     arguments.output = arguments.output or (REPOSITORY_ROOT / "benchmarks" / "results" /

@@ -351,3 +351,11 @@ def test_every_weight_gradient_rewrite_computes_tensorflows_gradient():
         np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-4, err_msg=name)
         checked += 1
     assert checked >= 4
+
+
+def test_recipe_benchmark_names_an_unknown_fine_recipe_before_any_work():
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "recipes.py"), "--recipes",
+                                "seed", "--fine-recipes", "sead"],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    assert "unknown --fine-recipes sead; valid: seed" in completed.stderr
