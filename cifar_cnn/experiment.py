@@ -70,9 +70,14 @@ class PreparedData:
 
     def describe(self) -> str:
         """Shapes and source, in two lines for people to read."""
-        validation = None if self.validation is None else self.validation[0].shape
-        return (f"train {self.train[0].shape}, validation {validation}, "
-                f"test {self.test[0].shape}\nsource: {self.source}")
+        def split(name, arrays):
+            if arrays is None:
+                return f"{name} none"
+            # Stratified subsets round per class: say how.
+            return f"{name} {len(arrays[1])} ({data_module.class_count_range(arrays[1])})"
+
+        return (f"{split('train', self.train)}, {split('validation', self.validation)}, "
+                f"{split('test', self.test)}\nsource: {self.source}")
 
 
 def describe_config(config: RunConfig) -> str:

@@ -22,11 +22,13 @@ from cifar_cnn.data import (
     CLASS_NAMES,
     DataSourceError,
     channel_statistics,
+    class_count_range,
     load_cifar10,
     make_dataset,
     preprocessing_layer,
     resolve_source,
     scale_pixels,
+    stratified_counts,
     subsample,
     train_validation_split,
 )
@@ -373,6 +375,42 @@ def test_subsample_is_stratified_seeded_and_keeps_order():
     assert np.all(np.diff(kept_ids) > 0), "the subset keeps the original order"
     np.testing.assert_array_equal(kept_ids, again_ids)
     assert set(kept_ids.tolist()) != set(other_ids.tolist())
+
+
+@pytest.mark.parametrize("class_counts, count", [
+    ([5000] * 10, 512),        # 51.2 per class: rounding each class up would give 510 or 520.
+    ([1000] * 10, 256),        # The case: 25.6 per class gave 260.
+    ([3, 97, 1, 1, 50, 50, 7, 11, 13, 17], 29),
+    ([20] * 10, 1),
+    ([7] * 10, 69),
+])
+def test_subsample_never_exceeds_the_count_asked_for(class_counts, count):
+    identifiers, labels = _identified_examples(class_counts)
+
+    kept_ids, kept_labels = subsample(identifiers, labels, count, seed=1)
+
+    assert len(kept_ids) == count
+    per_class = np.bincount(kept_labels, minlength=len(class_counts))
+    shares = np.asarray(class_counts) * count / sum(class_counts)
+    # Each class within one of its exact share, and never more than it has.
+    assert np.all(np.abs(per_class - shares) < 1.0)
+    assert np.all(per_class <= np.asarray(class_counts))
+
+
+def test_stratified_counts_say_how_they_rounded():
+    counts = stratified_counts(np.array([1000] * 10), 256)
+    assert counts.tolist() == [26] * 6 + [25] * 4
+    labels = np.repeat(np.arange(10), counts)
+    assert class_count_range(labels) == "25-26 per class"
+    assert class_count_range(np.repeat(np.arange(10), 5)) == "5 per class"
+    with pytest.raises(ValueError, match="cannot be drawn"):
+        stratified_counts(np.array([3, 3]), 7)
+
+
+def test_validation_split_of_a_subset_adds_up_to_its_fraction():
+    identifiers, labels = _identified_examples([51, 51, 51, 51, 52, 52, 51, 51, 51, 51])
+    _, (validation_ids, _) = train_validation_split(identifiers, labels, 0.1, seed=0)
+    assert len(validation_ids) == round(0.1 * len(labels))
 
 
 @pytest.mark.parametrize("count", [None, 200, 500])

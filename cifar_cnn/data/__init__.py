@@ -13,9 +13,11 @@ from cifar_cnn.data.formats import CLASS_NAMES, IMAGE_SHAPE
 from cifar_cnn.data.pipeline import (
     PREPROCESSING_MODES,
     channel_statistics,
+    class_count_range,
     make_dataset,
     preprocessing_layer,
     scale_pixels,
+    stratified_counts,
     subsample,
     train_validation_split,
 )
@@ -27,11 +29,13 @@ __all__ = [
     "PREPROCESSING_MODES",
     "DataSourceError",
     "channel_statistics",
+    "class_count_range",
     "load_cifar10",
     "make_dataset",
     "preprocessing_layer",
     "resolve_source",
     "scale_pixels",
+    "stratified_counts",
     "subsample",
     "train_validation_split",
 ]

@@ -71,17 +71,67 @@ def preprocessing_layer(mode: str = "scale", train_images: np.ndarray | None = N
                      f"{', '.join(PREPROCESSING_MODES)}.")
 
 
-def _stratified_indices(labels: np.ndarray, fraction: float, seed: int):
-    """Split indices so each class keeps its share; return (kept, taken) index arrays."""
+def stratified_counts(class_sizes: np.ndarray, total: int) -> np.ndarray:
+    """How many examples each class gives to a stratified subset of exactly ``total``.
+
+    Each class gets its proportional share rounded down; the examples left over go one each
+    to the classes with the largest fractional shares (ties to the lower label), so the
+    counts add up to ``total`` exactly and no class is off by more than one from its share.
+
+    Args:
+        class_sizes: Examples per class.
+        total: Size of the subset, from 0 to ``class_sizes.sum()``.
+
+    Returns:
+        An int array of per-class counts, each at most that class's size.
+    """
+    class_sizes = np.asarray(class_sizes, dtype=np.int64)
+    available = int(class_sizes.sum())
+    if not 0 <= total <= available:
+        raise ValueError(f"a stratified subset of {total} cannot be drawn from {available} "
+                         "examples.")
+    shares = class_sizes * (total / available) if available else class_sizes * 0.0
+    counts = np.minimum(np.floor(shares).astype(np.int64), class_sizes)
+    remainders = shares - counts
+    # Stable sort on the negated remainders: the largest first, ties in label order.
+    for index in np.argsort(-remainders, kind="stable"):
+        if counts.sum() == total:
+            break
+        if counts[index] < class_sizes[index]:
+            counts[index] += 1
+    return counts
+
+
+def _stratified_indices(labels: np.ndarray, total: int, seed: int):
+    """Split indices so each class keeps its share; return (kept, taken) index arrays.
+
+    ``taken`` holds exactly ``total`` indices (see :func:`stratified_counts`).
+    """
     generator = np.random.default_rng(seed)
+    classes, sizes = np.unique(labels, return_counts=True)
     kept, taken = [], []
-    for label in np.unique(labels):
+    for label, count in zip(classes, stratified_counts(sizes, total)):
         indices = np.flatnonzero(labels == label)
         generator.shuffle(indices)
-        count = int(round(fraction * len(indices)))
         taken.append(indices[:count])
         kept.append(indices[count:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
+
+
+def class_count_range(labels: np.ndarray) -> str:
+    """How a (stratified) subset rounded: ``"51-52 per class"`` or ``"50 per class"``.
+
+    Args:
+        labels: The subset's labels.
+
+    Returns:
+        The smallest and largest count of any class present, as text.
+    """
+    counts = np.unique(np.asarray(labels), return_counts=True)[1]
+    if counts.size == 0:
+        return "empty"
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} per class" if low == high else f"{low}-{high} per class"
 
 
 def train_validation_split(images: np.ndarray, labels: np.ndarray,
@@ -103,12 +153,15 @@ def train_validation_split(images: np.ndarray, labels: np.ndarray,
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
     if validation_split == 0:
         return (images, labels), None
-    kept, taken = _stratified_indices(labels, validation_split, seed)
+    kept, taken = _stratified_indices(labels, int(round(validation_split * len(labels))), seed)
     return (images[kept], labels[kept]), (images[taken], labels[taken])
 
 
 def subsample(images: np.ndarray, labels: np.ndarray, count: int | None, seed: int):
-    """Keep a seeded, stratified subset of ``count`` examples (None or >= N keeps all).
+    """Keep a seeded, stratified subset of exactly ``count`` examples (None or >= N keeps all).
+
+    Never more than ``count``: per-class shares are rounded so that they add up to it
+    (:func:`stratified_counts`); :func:`class_count_range` tells how they rounded.
 
     Args:
         images: Images (N, ...).
@@ -121,7 +174,7 @@ def subsample(images: np.ndarray, labels: np.ndarray, count: int | None, seed: i
     """
     if count is None or count >= len(labels):
         return images, labels
-    _, taken = _stratified_indices(labels, count / len(labels), seed)
+    _, taken = _stratified_indices(labels, count, seed)
     return images[taken], labels[taken]
 
 
