@@ -167,6 +167,7 @@ def data_figures(run: runs.RunFolder, data: PreparedData) -> dict:
     Returns:
         ``{name: matplotlib Figure}`` with the names of ``DATA_FIGURES``.
     """
+    run.check_open()
     from cifar_cnn import plots
 
     return _save_figures(run, {
@@ -267,6 +268,7 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
     Returns:
         A ``cifar_cnn.train.TrainingResult``.
     """
+    run.check_open()  # A finished run's files are final: refuse before any work.
     from cifar_cnn import distribute, train
 
     epochs = config.training_recipe().epochs
@@ -308,6 +310,7 @@ def training_figures(run: runs.RunFolder, data: PreparedData, training) -> dict:
     Returns:
         ``{name: Figure}`` with the names of ``TRAINING_FIGURES``.
     """
+    run.check_open()
     from cifar_cnn import plots
 
     return _save_figures(run, {
@@ -343,6 +346,7 @@ def evaluation_figures(run: runs.RunFolder, data: PreparedData, evaluation) -> d
     Returns:
         ``{name: Figure}`` with the names of ``EVALUATION_FIGURES``.
     """
+    run.check_open()
     from cifar_cnn import plots
     from cifar_cnn.evaluate import misclassified_indices
 
@@ -414,6 +418,7 @@ def finish_run(run: runs.RunFolder, model, config: RunConfig, data: PreparedData
     Returns:
         The metrics written.
     """
+    run.check_open()
     metrics = final_metrics(config, data, training, evaluation)
     run.save_model(model)
     run.finish(metrics)

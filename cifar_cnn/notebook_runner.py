@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from cifar_cnn import runs
+from cifar_cnn import run_lock, runs
 from cifar_cnn.config import RunConfig
 
 MAIN_NOTEBOOK_NAME = "cifar10_cnn.ipynb"
@@ -70,26 +70,34 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
     config = dataclasses.replace(config, run_name=config.run_name or runs.default_run_name(config))
     parameters = {**parameters, "run_name": config.run_name}
     run_folder = runs.run_folder_path(config)
-    existing = runs.existing_run_state(run_folder, config, given_parameters=set(parameters))
-    if existing.state in (runs.DONE, runs.CONFLICT):
-        raise ValueError(existing.reason)
-    replaced = runs.set_aside(run_folder) if existing.state == runs.REPLACE else None
-    completed = False
+    # The runner holds the folder's lock for the whole execution, and the kernel it starts
+    # writes under it (run_lock.delegated_to_children): a second start is refused here,
+    # before a kernel starts.
+    lock = run_lock.acquire(run_folder, command="cifar-cnn notebook runner", take_over=False)
     try:
-        run_folder.mkdir(parents=True, exist_ok=True)
-        with open(run_folder / runs.LOG_FILE, "a") as log:
-            papermill.execute_notebook(
-                str(notebook), str(run_folder / runs.NOTEBOOK_FILE), parameters=parameters,
-                cwd=str(Path.cwd()), progress_bar=progress_bar, log_output=False,
-                # stdout_file copies the kernel's output (one line per epoch) as it comes.
-                stdout_file=sys.stdout if log_output else None, stderr_file=log)
-        completed = (run_folder / runs.METRICS_FILE).is_file()
+        existing = runs.existing_run_state(run_folder, config, given_parameters=set(parameters))
+        if existing.state in (runs.DONE, runs.CONFLICT):
+            raise ValueError(existing.reason)
+        replaced = runs.set_aside(run_folder) if existing.state == runs.REPLACE else None
+        completed = False
+        try:
+            run_folder.mkdir(parents=True, exist_ok=True)
+            with open(run_folder / runs.LOG_FILE, "a") as log, \
+                    run_lock.delegated_to_children(lock):
+                papermill.execute_notebook(
+                    str(notebook), str(run_folder / runs.NOTEBOOK_FILE), parameters=parameters,
+                    cwd=str(Path.cwd()), progress_bar=progress_bar, log_output=False,
+                    # stdout_file copies the kernel's output (one line per epoch) as it comes.
+                    stdout_file=sys.stdout if log_output else None, stderr_file=log)
+            completed = (run_folder / runs.METRICS_FILE).is_file()
+        finally:
+            if replaced is not None:
+                if completed:
+                    runs.discard(replaced)
+                else:
+                    runs.restore(replaced, run_folder)
     finally:
-        if replaced is not None:
-            if completed:
-                runs.discard(replaced)
-            else:
-                runs.restore(replaced, run_folder)
+        lock.release()
     return run_folder
 
 

@@ -19,7 +19,10 @@ through :func:`read_run`. Layout of ``<output_dir>/<run_name>/``::
     metrics.json        final metrics; written last, so its presence means "complete"
 
 When may a run folder be reused? :func:`existing_run_state` is the one rule, used by
-:func:`start_run`, the notebook runner and the sweep planner alike.
+:func:`start_run`, the notebook runner and the sweep planner alike. Who may write it? Only
+the holder of its lock (``cifar_cnn.run_lock``), taken by :func:`start_run` before it looks
+at the folder and released when the run finishes or fails; a finished :class:`RunFolder`
+refuses every further write.
 
 Nothing here imports TensorFlow or matplotlib at import time: listing runs is instant.
 """
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_cnn import __version__
+from cifar_cnn import __version__, run_lock
 from cifar_cnn.config import RunConfig
 from cifar_cnn.files import atomic_output, write_figure, write_json
 
@@ -65,14 +68,14 @@ RUNS_FOLDER_VARIABLE = "CIFAR_CNN_RUNS_DIR"
 # ---------------------------------------------------------------------------------------------
 # Status words: of a run (run.json, read_run) and of a run within a sweep (sweep.json).
 
-RUNNING = "running"        # started, not finished (or killed: nothing can tell the two apart)
+RUNNING = "running"        # started, not finished; read back: its writer holds the lock
 COMPLETE = "complete"      # metrics.json written
 FAILED = "failed"          # stopped by an error (recorded), or refused before it ran
-INCOMPLETE = "incomplete"  # read back: running or interrupted
+INTERRUPTED = "interrupted"  # read back: not finished, and nobody holds its lock (killed)
 UNREADABLE = "unreadable"  # read back: a damaged file
 PENDING = "pending"        # a sweep's run not started yet
 SKIPPED = "skipped"        # a sweep's run that was complete before the sweep started
-RUN_STATUSES = (COMPLETE, INCOMPLETE, FAILED, UNREADABLE)
+RUN_STATUSES = (COMPLETE, RUNNING, INTERRUPTED, FAILED, UNREADABLE)
 SWEEP_STATUSES = (PENDING, RUNNING, COMPLETE, SKIPPED, FAILED)
 
 # What existing_run_state finds in a run folder.
@@ -154,8 +157,9 @@ class RunSummary:
     Attributes:
         name: The run's name (its folder's name).
         path: The run folder, or None for a sweep's run that never got one.
-        status: One of ``RUN_STATUSES``: ``"complete"``, ``"incomplete"`` (running or
-            interrupted), ``"failed"`` or ``"unreadable"``.
+        status: One of ``RUN_STATUSES``: ``"complete"``, ``"running"`` (its writer holds
+            the run's lock), ``"interrupted"`` (not finished and nobody writing it: killed),
+            ``"failed"`` or ``"unreadable"``.
         config: ``config.json`` (or, for a sweep's run that never ran, its parameters).
         metrics: ``metrics.json``, or None before the run completed.
         history: ``history.json``: one row per completed epoch.
@@ -165,7 +169,7 @@ class RunSummary:
 
     name: str
     path: Path | None = None
-    status: str = INCOMPLETE
+    status: str = INTERRUPTED
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -265,6 +269,9 @@ def read_run(path: str | os.PathLike) -> RunSummary:
         summary.status = COMPLETE
     elif record.get("status") == FAILED:
         summary.status, summary.error = FAILED, record.get("error")
+    else:
+        # The lock, not run.json, tells a run being written from one that was killed.
+        summary.status = RUNNING if run_lock.holder(path) is not None else INTERRUPTED
     return summary
 
 
@@ -516,9 +523,18 @@ def environment_record() -> dict:
     }
 
 
+class RunClosedError(RuntimeError):
+    """A write to a run folder whose run has finished, failed or been opened again."""
+
+
 @dataclass
 class RunFolder:
     """One run's folder, open for writing. Create it with :func:`start_run`.
+
+    It writes only while it is open: :meth:`finish` and :meth:`fail` close it (and release
+    the folder's lock), and so does a later :func:`start_run` of the same folder in this
+    process; every write after that raises :class:`RunClosedError`, so re-running a
+    notebook's training or save cell can never alter a finished run.
 
     Attributes:
         path: The folder.
@@ -527,6 +543,8 @@ class RunFolder:
         replaced: Where the completed run this one replaces was set aside, or None.
         scratch: True for a multi-worker non-chief's temporary folder (deleted by
             :meth:`close`).
+        lock: The folder's lock (None for a scratch folder, which nobody else knows of).
+        closed_because: Why the run takes no more writes, or None while it is open.
     """
 
     path: Path
@@ -534,6 +552,24 @@ class RunFolder:
     resumed: bool = False
     replaced: Path | None = None
     scratch: bool = False
+    lock: run_lock.RunLock | None = None
+    closed_because: str | None = None
+
+    def check_open(self) -> None:
+        """Raise :class:`RunClosedError` unless this run may still write its folder."""
+        if self.closed_because is not None:
+            raise RunClosedError(
+                f"{self.closed_because}; its files are final and nothing more is written "
+                f"to {self.path}. To train again, run the config and open-run cells again "
+                "(cifar_cnn.experiment.open_run) for a new run object: a new run_name, the "
+                "same one to resume an unfinished run, or overwrite=True to replace it.")
+
+    def _close(self, because: str) -> None:
+        """Take no more writes, and let another process have the folder."""
+        self.closed_because = because
+        if self.lock is not None and self.lock.owner is self:
+            self.lock.owner = None
+            self.lock.release()
 
     @property
     def figures_path(self) -> Path:
@@ -568,16 +604,19 @@ class RunFolder:
         Returns:
             The PNG's path.
         """
+        self.check_open()
         return write_figure(self.figures_path / f"{name}.png", figure)
 
     def save_model(self, model) -> Path:
         """Save a Keras model as ``model.keras`` atomically and return its path."""
+        self.check_open()
         with atomic_output(self.model_path) as temporary:
             temporary.unlink()  # Keras refuses to write over a file without asking.
             model.save(temporary)
         return self.model_path
 
     def _update_record(self, **changes) -> None:
+        self.check_open()
         record = _read_json(self.path / RUN_RECORD_FILE, default={}) or {}
         record.update(changes)
         write_json(self.path / RUN_RECORD_FILE, record)
@@ -598,6 +637,7 @@ class RunFolder:
         remove(self.training_state_path)
         discard(self.replaced)
         self.replaced = None
+        self._close(f"run {self.path.name} is complete")
         return self.path / METRICS_FILE
 
     def fail(self, error: BaseException) -> None:
@@ -605,18 +645,27 @@ class RunFolder:
 
         The training state stays, so the same command resumes after the last epoch.
 
+        Does nothing on a run that is already closed (finished, or opened again).
+
         Args:
             error: The exception that stopped the run.
         """
+        if self.closed_because is not None:
+            return
         message = f"{type(error).__name__}: {' '.join(str(error).split())}"
         if self.replaced is not None:
             restore(self.replaced, self.path)
             self.replaced = None
         elif self.path.is_dir() and not self.scratch:
             self._update_record(status=FAILED, error=message, finished_at=utc_now())
+        self._close(f"run {self.path.name} stopped with an error ({message})")
 
     def close(self) -> None:
-        """Delete a non-chief worker's scratch folder (a real run folder stays)."""
+        """Delete a non-chief worker's scratch folder (a real run folder stays).
+
+        The lock is released by :meth:`finish` or :meth:`fail`; a run closed without either
+        (a multi-worker non-chief) keeps no lock.
+        """
         if self.scratch:  # The run folder and the temporary folder made to hold it.
             shutil.rmtree(self.path.parent, ignore_errors=True)
 
@@ -624,9 +673,12 @@ class RunFolder:
 def start_run(config: RunConfig, scratch: bool = False) -> RunFolder:
     """Create the run folder, or reopen an interrupted run of the same config to resume it.
 
-    Follows :func:`existing_run_state`: a completed run is refused (or, with ``overwrite``,
-    set aside until this one completes), a different run is refused, an interrupted run of
-    the same config is resumed.
+    Takes the folder's lock first (``cifar_cnn.run_lock``): a folder another process is
+    writing is refused at once, naming that process. Then follows
+    :func:`existing_run_state`: a completed run is refused (or, with ``overwrite``, set
+    aside until this one completes), a different run is refused, an interrupted run of the
+    same config is resumed. A run folder this process had open already (a notebook's
+    open-run cell run again) is taken over: the earlier :class:`RunFolder` writes no more.
 
     Args:
         config: The validated run configuration.
@@ -637,23 +689,63 @@ def start_run(config: RunConfig, scratch: bool = False) -> RunFolder:
         The :class:`RunFolder`, with ``config.json`` and ``run.json`` written.
 
     Raises:
+        run_lock.RunInUseError: Another process is writing the folder (a ValueError).
         ValueError: The folder holds a completed or different run.
     """
     if scratch:
         path = Path(tempfile.mkdtemp(prefix="cifar_cnn-worker-")) / (config.run_name or "run")
-        existing = ExistingRun(NEW)
-    else:
-        path = runs_folder(config.output_dir) / (config.run_name or default_run_name(config))
-        if config.run_name is None:
-            # A new name must not meet an earlier run started in the same second.
-            base, number = path, 2
-            while path.exists():
-                path, number = base.with_name(f"{base.name}-{number}"), number + 1
+        return _open_folder(path, config, ExistingRun(NEW), lock=None, scratch=True)
+    path, lock = _claim_folder(config)
+    try:
         if path.exists() and not path.is_dir():
             raise ValueError(f"run folder {path} exists and is not a folder.")
         existing = existing_run_state(path, config)
-    if existing.state in (DONE, CONFLICT):
-        raise ValueError(existing.reason)
+        if existing.state in (DONE, CONFLICT):
+            raise ValueError(existing.reason)
+        earlier_owner = lock.owner
+        run = _open_folder(path, config, existing, lock=lock, scratch=False)
+    except BaseException:
+        if lock.owner is None:
+            lock.release()
+        raise
+    if isinstance(earlier_owner, RunFolder):
+        earlier_owner.closed_because = (f"run {path.name} was opened again in this process "
+                                        "(its open-run cell ran again)")
+    lock.owner = run
+    return run
+
+
+def _claim_folder(config: RunConfig) -> tuple[Path, run_lock.RunLock]:
+    """The run's folder path and its lock; a new default name skips names already taken."""
+    folder = runs_folder(config.output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # The lock file lies here.
+    except OSError as error:
+        name = config.run_name or "the run"
+        raise ValueError(f"cannot create run folder {folder / name}: "
+                         f"{error.strerror or error} ({folder}).") from error
+    if config.run_name is not None:
+        path = folder / config.run_name
+        return path, run_lock.acquire(path)
+    base = folder / default_run_name(config)
+    for number in range(1, 1000):
+        # A new name must not meet an earlier run started in the same second.
+        path = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        if path.exists():
+            continue
+        try:
+            lock = run_lock.acquire(path)
+        except run_lock.RunInUseError:
+            continue  # Another process is starting a run of the same name this second.
+        if not path.exists():
+            return path, lock
+        lock.release()
+    raise ValueError(f"no free run name under {folder} for {base.name}; give a run_name.")
+
+
+def _open_folder(path: Path, config: RunConfig, existing: ExistingRun,
+                 lock: run_lock.RunLock | None, scratch: bool) -> RunFolder:
+    """Set a replaced run aside, create the folder and write its config and record."""
     replaced = None if scratch else set_aside_run(path)
     if existing.state == REPLACE:
         if replaced is not None:
@@ -679,7 +771,7 @@ def start_run(config: RunConfig, scratch: bool = False) -> RunFolder:
         or started_at,
         "resumed": resumed, "output_dir": str(path.parent.resolve())})
     return RunFolder(path=path, config=config, resumed=resumed, replaced=replaced,
-                     scratch=scratch)
+                     scratch=scratch, lock=lock)
 
 
 def record_environment(run: RunFolder) -> None:
@@ -693,9 +785,10 @@ def record_environment(run: RunFolder) -> None:
 
 __all__ = [
     "BEST_MODEL_FILE", "COMPLETE", "CONFIG_FILE", "CONFLICT", "DONE", "EVALUATION_FOLDER",
-    "ExistingRun", "FAILED", "FIGURES_FOLDER", "HISTORY_FILE", "INCOMPLETE", "LOG_FILE",
+    "ExistingRun", "FAILED", "FIGURES_FOLDER", "HISTORY_FILE", "INTERRUPTED", "LOG_FILE",
     "METRICS_FILE", "MODEL_FILE", "NEW", "NOTEBOOK_FILE", "PENDING", "REPLACE", "RESUME",
-    "RUNNING", "RUN_RECORD_FILE", "RUN_STATUSES", "RunFolder", "RunSummary", "SKIPPED",
+    "RUNNING", "RUN_RECORD_FILE", "RUN_STATUSES", "RunClosedError", "RunFolder", "RunSummary",
+    "SKIPPED",
     "SWEEP_STATUSES", "TENSORBOARD_FOLDER", "TRAINING_STATE_FOLDER", "UNREADABLE",
     "cpu_model", "default_run_name", "discard", "environment_record", "existing_run_state",
     "find_runs", "git_commit", "is_run_folder", "list_runs", "read_run", "record_environment",

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TextIO
 
+from cifar_cnn import run_lock
 from cifar_cnn import runs as run_folders
 from cifar_cnn.config import RunConfig
 from cifar_cnn.files import write_json
@@ -151,28 +152,16 @@ def output_folder_lock(output_dir: Path) -> Iterator[None]:
     Raises:
         SweepLockedError: Another sweep holds the folder.
     """
-    import fcntl
-    import socket
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / SWEEP_LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "a process that did not say who it is"
-            raise SweepLockedError(f"{output_dir} is in use by another sweep ({holder}). Wait "
-                                   "for it to finish, or give this sweep another output_dir.") \
-                from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {utc_now()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    try:
+        lock = run_lock.lock_file(output_dir / SWEEP_LOCK_FILE, command="cifar-cnn sweep")
+    except run_lock.RunInUseError as busy:
+        raise SweepLockedError(
+            f"{output_dir} is in use by another sweep ({run_lock.describe_holder(busy.record)})."
+            " Wait for it to finish, or give this sweep another output_dir.") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:

@@ -586,7 +586,7 @@ def test_runs_lists_every_run_sorted_with_status_and_accuracy(trained_run, tmp_p
     assert lines[0].split() == ["name", "recipe", "epochs", "test", "accuracy", "status",
                                 "train", "seconds"]
     assert [line.split()[0] for line in lines[1:]] == ["a-interrupted", "r", "z-broken"]
-    assert lines[1].split() == ["a-interrupted", "seed", "2/5", "-", "incomplete", "5.0"]
+    assert lines[1].split() == ["a-interrupted", "seed", "2/5", "-", "interrupted", "5.0"]
     metrics = trained_run.metrics
     assert lines[2].split() == ["r", "seed", "1", f"{metrics['test_accuracy']:.4f}", "complete",
                                 f"{metrics['train_seconds']:.1f}"]
@@ -612,9 +612,9 @@ def test_run_table_formats_missing_values_as_dashes(tmp_path):
     (tmp_path / "fresh" / "config.json").write_text("{}")
     (tmp_path / "fresh" / "run.json").write_text(json.dumps({"status": "running"}))
     summaries = runs.list_runs(tmp_path)
-    assert [(summary.name, summary.status) for summary in summaries] == [("fresh", "incomplete")]
+    assert [(summary.name, summary.status) for summary in summaries] == [("fresh", "interrupted")]
     assert format_run_table(summaries).splitlines()[1].split() == ["fresh", "-", "-", "-",
-                                                                   "incomplete", "-"]
+                                                                   "interrupted", "-"]
 
 
 # ---------------------------------------------------------------- help

@@ -66,7 +66,7 @@ def test_table_has_only_the_differing_parameters_then_the_results(runs_dir):
                        "best_monitored_accuracy": 0.5, "train_seconds": 7.5}
     # The interrupted run has no test accuracy but its history still gives the best epoch.
     assert rows[2] == {"run": "lr0.003-bs64", "batch_size": 64, "learning_rate": 0.003,
-                       "status": "incomplete", "test_accuracy": None, "best_epoch": 2,
+                       "status": "interrupted", "test_accuracy": None, "best_epoch": 2,
                        "best_monitored_accuracy": 0.25, "train_seconds": 5.0}
 
 
@@ -104,7 +104,7 @@ def test_csv_is_unrounded_and_markdown_is_rounded_and_escaped(runs_dir):
                         " | best_monitored_accuracy | train_seconds | error |")
     assert lines[1] == "|" + "---|" * 9
     assert lines[3] == "| lr0.003-bs32 | 32 | 0.003 | complete | 0.5200 | 2 | 0.6000 | 7.5 |  |"
-    assert lines[4].startswith("| lr0.003-bs64 | 64 | 0.003 | incomplete |  | 2 | 0.2500 | 5.0 |")
+    assert lines[4].startswith("| lr0.003-bs64 | 64 | 0.003 | interrupted |  | 2 | 0.2500 | 5.0 |")
     assert "a \\| b second line" in lines[2] and lines[2].endswith("... |")
     assert len(lines) == 5
 
@@ -154,7 +154,7 @@ def test_a_damaged_run_folder_is_unreadable_and_does_not_hide_the_others(runs_di
     runs = compare.load_runs(runs_dir)
     assert [(run.name, run.status) for run in runs] == [
         ("lr0.001-bs32", "unreadable"), ("lr0.003-bs32", "complete"),
-        ("lr0.003-bs64", "incomplete")]
+        ("lr0.003-bs64", "interrupted")]
     assert runs[0].error == damaged.error and runs[1].error is None
     rows = compare.comparison_rows(runs)
     assert rows[0]["status"] == "unreadable" and rows[0]["error"] == damaged.error
@@ -170,7 +170,7 @@ def test_figures_draw_every_curve_and_every_bar(runs_dir):
     assert axis.get_ylabel() == "test accuracy per epoch (no validation split)"
     bars = plots.accuracy_bars_figure(runs).axes[0]
     assert [patch.get_width() for patch in bars.patches] == [0.41, 0.52, 0.0]
-    assert [text.get_text() for text in bars.texts] == ["0.4100", "0.5200", "incomplete"]
+    assert [text.get_text() for text in bars.texts] == ["0.4100", "0.5200", "interrupted"]
     combined = plots.comparison_figure(runs)
     assert len(combined.axes) == 2 and len(combined.axes[0].get_lines()) == 3
 
@@ -225,7 +225,7 @@ def test_compare_notebook_executes_against_run_folders(runs_dir, tmp_path, monke
                for output in cell.get("outputs", [])]
     markdown = [output.data["text/markdown"] for output in outputs
                 if "text/markdown" in output.get("data", {})]
-    assert len(markdown) == 1 and "| lr0.003-bs64 | 64 | 0.003 | incomplete |" in markdown[0]
+    assert len(markdown) == 1 and "| lr0.003-bs64 | 64 | 0.003 | interrupted |" in markdown[0]
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(images) == 2  # The validation curves and the test accuracy bars.
     assert not any(output.output_type == "error" for output in outputs)

@@ -72,13 +72,14 @@ def test_a_second_sweep_in_the_same_folder_is_refused_with_its_holder(tmp_path, 
     output = tmp_path / "runs"
     with output_folder_lock(output):
         holder = (output / SWEEP_LOCK_FILE).read_text()
-        assert f"pid {os.getpid()}" in holder
+        assert f"\"pid\": {os.getpid()}" in holder
         exit_code = cli.main(["sweep", "--set", "epochs=1", "--output-dir", str(output)])
     assert exit_code == cli.EXIT_BAD_INPUT
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "in use by another sweep" in error
-    assert f"pid {os.getpid()}" in error
-    assert sorted(path.name for path in output.iterdir()) == [SWEEP_LOCK_FILE]
+    assert f"process {os.getpid()}" in error
+    # The refused sweep wrote nothing, and the released lock took its file with it.
+    assert sorted(path.name for path in output.iterdir()) == []
     with output_folder_lock(output):  # Released: the next sweep gets it.
         pass
 

@@ -167,7 +167,7 @@ def test_read_run_never_raises_and_find_runs_skips_non_runs(tmp_path):
     assert summaries["good"].status == runs.COMPLETE and summaries["good"].epochs_done == 2
     assert summaries["damaged"].status == runs.UNREADABLE
     assert "not valid JSON" in summaries["damaged"].error
-    assert summaries["failed-early"].status == runs.INCOMPLETE
+    assert summaries["failed-early"].status == runs.INTERRUPTED
     assert runs.find_runs(tmp_path, "go*") == [tmp_path / "good"]
     assert runs.find_runs(tmp_path / "good") == [tmp_path / "good"]
     with pytest.raises(FileNotFoundError, match="is not a folder of runs"):

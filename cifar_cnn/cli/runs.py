@@ -12,9 +12,10 @@ from typing import Sequence
 
 from cifar_cnn.cli.common import EXIT_OK, HelpFormatter, message
 from cifar_cnn.runs import (
-    INCOMPLETE,
+    INTERRUPTED,
     METRICS_FILE,
     RUNS_FOLDER_NAME,
+    RUNNING,
     RUNS_FOLDER_VARIABLE,
     UNREADABLE,
     RunSummary,
@@ -39,9 +40,11 @@ def add_parser(commands) -> None:
         formatter_class=HelpFormatter,
         description="List the run folders in an output folder, sorted by name, with recipe, "
                     "epochs, test accuracy, status and training time.",
-        epilog=f"status: complete ({METRICS_FILE} written), incomplete (running or\n"
-               "interrupted: epochs show as done/planned), failed (stopped by an error)\n"
-               "or unreadable (a damaged file).\n\n"
+        epilog=f"status: complete ({METRICS_FILE} written), running (a process holds\n"
+               "the run's lock and is writing it), interrupted (not finished and nobody\n"
+               "writing it: killed; its next start resumes it), failed (stopped by an\n"
+               "error) or unreadable (a damaged file). Running and interrupted runs show\n"
+               "epochs as done/planned.\n\n"
                "example:\n"
                "  cifar-cnn runs\n"
                "  cifar-cnn runs /data/my-runs\n\n" + EXIT_CODES_HELP)
@@ -53,7 +56,7 @@ def add_parser(commands) -> None:
 
 
 def _epochs_cell(summary: RunSummary) -> str:
-    if summary.status == INCOMPLETE and summary.epochs_planned:
+    if summary.status in (INTERRUPTED, RUNNING) and summary.epochs_planned:
         return f"{summary.epochs_done or 0}/{summary.epochs_planned}"
     return "-" if summary.epochs_done is None else str(summary.epochs_done)
 
@@ -61,7 +64,7 @@ def _epochs_cell(summary: RunSummary) -> str:
 def format_run_table(summaries: Sequence[RunSummary]) -> str:
     """A plain-text table: name, recipe, epochs, test accuracy, status, training seconds.
 
-    Incomplete runs show epochs as ``done/planned``; missing values show as ``-``.
+    Running and interrupted runs show epochs as ``done/planned``; missing values show as ``-``.
 
     Args:
         summaries: The runs, in the order to show them.
