@@ -134,3 +134,40 @@ def test_colab_badges_name_the_real_notebook_and_one_repository():
         assert (REPOSITORY_ROOT / path).is_file(), path
     setup_source = next(cell.source for cell in notebook.cells if "google.colab" in cell.source)
     assert f"git+https://github.com/{repository}.git" in setup_source
+
+
+def _cell_running(notebook, code: str) -> int:
+    matches = [index for index, cell in enumerate(notebook.cells)
+               if cell.cell_type == "code" and code in cell.source]
+    assert len(matches) == 1, f"{code!r} should be in exactly one cell"
+    return matches[0]
+
+
+def test_rerunning_training_and_save_cells_after_run_all_leaves_the_run_untouched(
+        image_folder_archive, tmp_path):
+    """In a live kernel, as in JupyterLab: Run All, then the training cell and the save cell again."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    parameters = {"epochs": 1, "data_source": str(image_folder_archive),
+                  "output_dir": str(tmp_path / "runs"), "run_name": "live"}
+    notebook = papermill.parameterize.parameterize_notebook(
+        papermill.iorw.load_notebook_node(str(NOTEBOOK)), parameters)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    run_folder = tmp_path / "runs" / "live"
+    with client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index)
+        assert (run_folder / "metrics.json").is_file()
+        before = {path: path.read_bytes() for path in sorted(run_folder.rglob("*"))
+                  if path.is_file()}
+        for code in ("experiment.train_model(", "experiment.finish_run("):
+            index = _cell_running(notebook, code)
+            with pytest.raises(CellExecutionError) as refused:
+                client.execute_cell(notebook.cells[index], index)
+            assert "RunClosedError" in str(refused.value)
+            assert "run live is complete; its files are final" in str(refused.value)
+            assert "run the config and open-run cells again" in str(refused.value)
+    after = {path: path.read_bytes() for path in sorted(run_folder.rglob("*")) if path.is_file()}
+    assert after == before, "the completed run folder is byte-identical"
