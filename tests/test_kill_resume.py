@@ -128,3 +128,43 @@ def test_sigkilled_run_resumes_after_its_last_completed_epoch(learnable_source, 
     print(f"resumed: test accuracy {metrics['test_accuracy']:.4f}, final train accuracy "
           f"{metrics['final_train_accuracy']:.4f}; uninterrupted: "
           f"{reference['test_accuracy']:.4f}, {reference['final_train_accuracy']:.4f}")
+
+
+class _StopAtEpoch3(Exception):
+    pass
+
+
+def test_a_run_whose_newest_state_is_cut_short_resumes_from_the_one_before(
+        learnable_source, tmp_path, capsys):
+    import keras
+
+    from cifar_cnn import cli
+
+    class StopAtEpoch3(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise _StopAtEpoch3()
+
+    parameters = {"data_source": str(learnable_source), "epochs": 3, "seed": 3,
+                  "batch_size": 32, "strategy": "default",
+                  "output_dir": str(tmp_path / "runs"), "run_name": "cut"}
+    with pytest.raises(_StopAtEpoch3):
+        run_experiment(RunConfig.from_parameters(parameters, environ={}), print_epochs=False,
+                       extra_callbacks=[StopAtEpoch3()])
+    state = tmp_path / "runs" / "cut" / "training_state"
+    newest = state / "epoch-0002.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])
+    capsys.readouterr()
+
+    exit_code = cli.main(["train", "--data-source", str(learnable_source), "--epochs", "3",
+                          "--seed", "3", "--batch-size", "32", "--strategy", "default",
+                          "--output-dir", str(tmp_path / "runs"), "--run-name", "cut"])
+    output = capsys.readouterr().out
+    assert exit_code == 0, output
+    assert "note: training state epoch-0002.weights.h5 (" in output
+    assert "truncated file" in output and "resuming from epoch-0001.weights.h5" in output
+    assert "resuming after epoch 1 from" in output
+    metrics = json.loads((tmp_path / "runs" / "cut" / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["resumed_from_epoch"] == 1
+    history = json.loads((tmp_path / "runs" / "cut" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]

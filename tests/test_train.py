@@ -128,3 +128,56 @@ def test_unknown_optimizer_is_rejected():
                                           batch_size=8, learning_rate=0.1, optimizer="lbfgs")
     with pytest.raises(ValueError, match="Unknown optimizer 'lbfgs'; valid choices: adam"):
         train.make_optimizer(recipe, steps_per_epoch=1)
+
+
+def _cut_short(path):
+    """Truncate a file to half its length, as a full disk or an interrupted copy would."""
+    content = path.read_bytes()
+    path.write_bytes(content[:len(content) // 2])
+
+
+def test_the_last_two_epochs_states_are_kept(tmp_path):
+    images, labels = _learnable_images()
+    model = _compiled_seed_model(epochs=3, steps_per_epoch=3)
+    train.fit(model, _dataset(images, labels), 3, tmp_path, print_epochs=False)
+    assert sorted(path.name for path in (tmp_path / "training_state").iterdir()) == \
+        ["epoch-0002.weights.h5", "epoch-0003.weights.h5"]
+
+
+def test_a_damaged_newest_state_falls_back_to_the_one_before(tmp_path, capsys):
+    images, labels = _learnable_images()
+    first = _compiled_seed_model(epochs=4, steps_per_epoch=3)
+    train.fit(first, _dataset(images, labels), 1, tmp_path, print_epochs=False)
+    after_one = first.get_weights()
+    train.fit(first, _dataset(images, labels), 2, tmp_path, print_epochs=False)
+    _cut_short(tmp_path / "training_state" / "epoch-0002.weights.h5")
+    capsys.readouterr()
+
+    second = _compiled_seed_model(epochs=4, steps_per_epoch=3, seed=99)
+    assert checkpoints.restore_training_state(second, tmp_path / "training_state") == 1
+    note = capsys.readouterr().out.strip()
+    assert note.startswith("note: training state epoch-0002.weights.h5 (")
+    assert "is damaged and was skipped; resuming from epoch-0001.weights.h5, after epoch 1." \
+        in note and len(note.splitlines()) == 1
+    for expected, actual in zip(after_one, second.get_weights()):
+        np.testing.assert_array_equal(expected, actual)
+
+    resumed = train.fit(second, _dataset(images, labels), 4, tmp_path, print_epochs=False)
+    assert resumed.resumed_from_epoch == 1
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    assert sorted(path.name for path in (tmp_path / "training_state").iterdir()) == \
+        ["epoch-0003.weights.h5", "epoch-0004.weights.h5"]
+
+
+def test_no_usable_state_names_every_damaged_file_and_the_way_out(tmp_path):
+    images, labels = _learnable_images()
+    model = _compiled_seed_model(epochs=4, steps_per_epoch=3)
+    train.fit(model, _dataset(images, labels), 2, tmp_path, print_epochs=False)
+    _cut_short(tmp_path / "training_state" / "epoch-0002.weights.h5")
+    (tmp_path / "training_state" / "epoch-0001.weights.h5").write_bytes(b"not hdf5 at all")
+    fresh = _compiled_seed_model(epochs=4, steps_per_epoch=3)
+    with pytest.raises(checkpoints.DamagedTrainingStateError) as error:
+        train.fit(fresh, _dataset(images, labels), 4, tmp_path, print_epochs=False)
+    message = str(error.value)
+    assert "epoch-0002.weights.h5 (" in message and "epoch-0001.weights.h5 (" in message
+    assert "overwrite=True (--overwrite)" in message and len(message.splitlines()) == 1
