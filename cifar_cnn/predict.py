@@ -75,17 +75,21 @@ def resolve_model_path(model_or_run_folder: str | Path) -> Path:
     return path
 
 
-def _check_model_file(path: Path) -> None:
-    """Refuse files that cannot be a Keras model before Keras gives a misleading message."""
-    import zipfile
+def _check_model_file(path: Path) -> int:
+    """Refuse what cannot be, or must not be opened as, a Keras model (see model_files).
+
+    Returns:
+        The bytes of the weights the file holds.
+    """
+    from cifar_cnn.model_files import ModelFileError, check_model_file
 
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ModelLoadError(f"{path} is not a Keras model file; valid: a .keras file (or a "
                              f"legacy .h5 file), or a run folder holding {MODEL_FILE}.")
-    # A .keras file is a zip archive; Keras reports anything else as "File not found".
-    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
-        raise ModelLoadError(f"{path} is not a Keras model: a .keras file is a zip archive "
-                             "and this file is not one (truncated, or another kind of file).")
+    try:
+        return check_model_file(path)
+    except ModelFileError as error:
+        raise ModelLoadError(str(error)) from None
 
 
 def load_model(model_or_run_folder: str | Path, num_classes: int = 10) -> LoadedModel:
@@ -94,6 +98,7 @@ def load_model(model_or_run_folder: str | Path, num_classes: int = 10) -> Loaded
     The model is loaded without its optimizer (``compile=False``): inference needs only
     the layers, and this keeps working for models saved with any training recipe. Keras'
     safe mode stays on, so a model file cannot run arbitrary code through lambda layers.
+    The file is checked first and loaded within a memory budget (``cifar_cnn.model_files``).
 
     Args:
         model_or_run_folder: A ``.keras`` file, or a run folder holding ``model.keras``.
@@ -107,16 +112,24 @@ def load_model(model_or_run_folder: str | Path, num_classes: int = 10) -> Loaded
             32x32 RGB images to ``num_classes`` probabilities.
     """
     model_path = resolve_model_path(model_or_run_folder)
-    _check_model_file(model_path)
+    weights_bytes = _check_model_file(model_path)
     import keras
 
     # Registers this package's custom layers (e.g. airbench's PatchWhitening): a fresh
     # process that has not built a model yet could not deserialise them otherwise.
     import cifar_cnn.models  # noqa: F401
+    from cifar_cnn.model_files import memory_budget
 
     try:
-        model = keras.saving.load_model(model_path, compile=False)
+        # A config may describe a network far larger than its weights: building it must
+        # fail, not take the machine's memory.
+        with memory_budget(weights_bytes):
+            model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types (ValueError, KeyError, OSError...).
+        if type(error).__name__ in ("ResourceExhaustedError", "MemoryError"):
+            raise ModelLoadError(f"{model_path} describes a network that does not fit in the "
+                                 "memory allowed for loading a model (its weights hold "
+                                 f"{weights_bytes:,} bytes); it was not loaded.") from None
         raise ModelLoadError(f"{model_path} could not be loaded as a Keras model: "
                              f"{one_line_error(error)}") from error
     input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None

@@ -375,7 +375,7 @@ def _unusable_model(kind: str, folder: Path) -> Path:
     ("missing", "does not exist"),
     ("not a zip", "is not a Keras model: a .keras file is a zip archive"),
     ("wrong suffix", "is not a Keras model file; valid: a .keras file"),
-    ("zip without a model", "could not be loaded as a Keras model"),
+    ("zip without a model", "holds 'readme.txt', which a Keras model does not"),
     ("run folder without a model", "holds no model.keras; the run is not complete"),
 ])
 def test_predict_with_an_unusable_model_exits_2_with_one_line(tmp_path, capsys, kind, message):
