@@ -18,6 +18,14 @@ file gives the model the same pixels in training and in prediction):
    image and ignores its aspect ratio; ``"center-crop"`` cuts the largest centred region of
    the right shape first, keeping proportions but maybe losing the edges. A 32x32 image is
    passed through unchanged, pixel for pixel.
+Large images are read within a fixed memory budget: a file of more than
+``MAX_IMAGE_PIXELS`` pixels is refused from its header, before any decoding; a JPEG is
+decoded directly at 1/2, 1/4 or 1/8 scale when that still leaves at least
+``DRAFT_MINIMUM_SIZE`` pixels a side (a 108-megapixel photo decodes as 1.7 megapixels);
+an 8-bit RGB or gray image is box-shrunk by a whole factor right after decoding; and an
+image that would still take more than ``DECODE_BUDGET_BYTES`` to decode and convert (a
+format with no reduced-scale decoding, such as PNG) is refused, naming the file.
+
 4. The raw 0-255 pixels go to the model: every model saved by this package starts with its
    own preprocessing layer (``x / 255`` or standardisation), so nothing is rescaled here.
 
@@ -42,6 +50,22 @@ RESIZE_MODES = ("stretch", "center-crop")
 # (a member of PIL.Image.Resampling) rather than imported, so this module does not need Pillow.
 RESIZE_FILTER = "LANCZOS"
 BACKGROUND_COLOR = (255, 255, 255)
+# The largest image read, in pixels (width x height from the file's header): a 150-megapixel
+# photo is larger than any camera's.
+MAX_IMAGE_PIXELS = 150_000_000
+# The memory one image may take while it is read, beyond what the program holds already
+# (about 610 MB for predict with TensorFlow and a model: the two stay under 800 MB). An
+# 8-bit gray or RGB image without transparency is box-shrunk right after decoding, so it
+# costs its decoded size once (120 MB: 40 megapixels of RGB); any other (transparency,
+# 16-bit, palette, CMYK) is converted at full size, which copies it about six times.
+DECODE_BUDGET_BYTES = 120_000_000
+_CONVERSION_COPIES = 6
+# JPEGs are decoded at the smallest scale that keeps both sides at least this long: enough
+# for a sharp 32x32 result after a centre crop.
+DRAFT_MINIMUM_SIZE = 256
+# Bytes per pixel of Pillow's modes, for the decoded-size budget (4 for anything unlisted).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2,
+               "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 # Pillow's modes for one gray channel: 1-bit, 8-bit, 32-bit integer, float, 16-bit variants.
 _GRAYSCALE_BANDS = ("1", "L", "I", "F")
 # Gray modes deeper than 8 bits ("I;16", "I;16B"... are matched by prefix), and the top of
@@ -289,6 +313,56 @@ def _resized(pixels: np.ndarray, resize: str) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _check_image_size(path: Path, image: Image.Image) -> None:
+    """Refuse an image too large to read, and shrink a JPEG's decoding when it can.
+
+    Called on an opened, not yet decoded image: only its header has been read.
+
+    Args:
+        path: The file, for messages.
+        image: The opened image; a JPEG is set to decode at a reduced scale (``draft``).
+
+    Raises:
+        ImageLoadError: More than ``MAX_IMAGE_PIXELS`` pixels, or more than
+            ``MAX_DECODED_BYTES`` once decoded.
+    """
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageLoadError(f"{path} is too large to read: {width}x{height} is "
+                             f"{width * height:,} pixels; images of up to "
+                             f"{MAX_IMAGE_PIXELS:,} pixels are read.")
+    # JPEG (and Pillow's other draft-capable decoders) decode at 1/2, 1/4 or 1/8 scale.
+    image.draft(image.mode, (min(width, DRAFT_MINIMUM_SIZE), min(height, DRAFT_MINIMUM_SIZE)))
+    decoded_width, decoded_height = image.size
+    decoded_bytes = decoded_width * decoded_height * _MODE_BYTES.get(image.mode, 4)
+    copies = 1 if _shrinks_early(image) else _CONVERSION_COPIES
+    if decoded_bytes * copies > DECODE_BUDGET_BYTES:
+        raise ImageLoadError(
+            f"{path} is too large to read: its {image.format or 'image'} pixels "
+            f"({decoded_width}x{decoded_height} {image.mode}) take {decoded_bytes:,} bytes "
+            f"decoded{' and are converted at full size' if copies > 1 else ''}, beyond the "
+            f"{DECODE_BUDGET_BYTES:,} bytes an image may use (8-bit RGB or gray up to "
+            f"{DECODE_BUDGET_BYTES // 3:,} pixels, others less; a JPEG is decoded at reduced "
+            "scale: convert or shrink a very large image first).")
+
+
+def _shrinks_early(image: Image.Image) -> bool:
+    """True for 8-bit gray or RGB without transparency: box-shrinking it before the colour
+    conversion averages only visible colours, so it is done right after decoding."""
+    return image.mode in ("L", "RGB") and "transparency" not in image.info
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    """A large 8-bit gray or RGB image box-shrunk by a whole factor, to no less than
+    ``DRAFT_MINIMUM_SIZE`` pixels a side; any other image unchanged."""
+    factor = min(image.size) // DRAFT_MINIMUM_SIZE
+    if factor < 2 or not _shrinks_early(image):
+        return image
+    shrunk = image.reduce(factor)
+    image.close()  # Frees the full-size pixels now, not when the file is closed.
+    return shrunk
+
+
 def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
     """Load one image file of any size and format as a 32x32 RGB uint8 array.
 
@@ -317,15 +391,29 @@ def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
                              else f"{path} is not a file.")
     notes: list[str] = []
     try:
-        with Image.open(path) as opened:
+        # The size is checked here, against MAX_IMAGE_PIXELS, with a message that names
+        # it; Pillow's own check at open (a warning past 89 MP, an error past 179 MP) is
+        # set aside for that moment only.
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            opened = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+        with opened:
+            original_size, original_mode = opened.size, opened.mode
+            _check_image_size(path, opened)
             frames = getattr(opened, "n_frames", 1)
             if frames > 1:
                 notes.append(f"animated ({frames} frames): the first frame is used.")
             opened.load()  # Decode now, so a truncated file fails here, inside the try.
-            original_size, original_mode = opened.size, opened.mode
-            rgb_pixels, conversion_notes = to_rgb_pixels(opened)
+            rgb_pixels, conversion_notes = to_rgb_pixels(_shrunk(opened))
             notes.extend(conversion_notes)
             pixels = _resized(rgb_pixels, resize)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{path} is too large to read: {one_line_error(error)} Images "
+                             f"of up to {MAX_IMAGE_PIXELS:,} pixels are read.") from None
     except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, struct.error...
         raise ImageLoadError(f"{path} cannot be decoded as an image: "
                              f"{one_line_error(error)}") from error
@@ -334,6 +422,6 @@ def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
                          original_mode=original_mode, notes=notes)
 
 
-__all__ = ["BACKGROUND_COLOR", "IMAGE_SIZE", "RESIZE_FILTER", "RESIZE_MODES", "ImageLoadError",
+__all__ = ["BACKGROUND_COLOR", "DECODE_BUDGET_BYTES", "IMAGE_SIZE", "MAX_IMAGE_PIXELS", "RESIZE_FILTER", "RESIZE_MODES", "ImageLoadError",
            "PreparedImage", "collect_image_paths", "load_image", "one_line_error",
            "openable_suffixes", "to_rgb_pixels"]
