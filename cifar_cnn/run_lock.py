@@ -121,7 +121,7 @@ def lock_path(run_folder: Path) -> Path:
 def _read_record(path: Path) -> dict:
     """The holder record in a lock file, or {} when it is missing, empty or not ours."""
     try:
-        with open(path, "rb") as file:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as file:
             content = file.read(_MAX_RECORD_BYTES)
         record = json.loads(content.decode("utf-8"))
         return record if isinstance(record, dict) else {}
@@ -228,7 +228,14 @@ def lock_file(path: Path, command: str | None = None) -> RunLock:
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + _ACQUIRE_PATIENCE_SECONDS
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # Never through a link: a link planted in a shared runs folder must not make
+            # this process truncate and write the file it points to.
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            raise ValueError(f"cannot create the lock file {path}: "
+                             f"{error.strerror or error} (a link, a folder or an unwritable "
+                             "place; lock files must be plain files).") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -280,7 +287,7 @@ def holder(run_folder: Path) -> dict | None:
     if str(path) in _HELD:
         return _HELD[str(path)].record
     try:
-        descriptor = os.open(path, os.O_RDONLY)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:

@@ -164,3 +164,36 @@ def test_a_reader_probing_the_lock_never_makes_a_start_fail(tmp_path):
             run.finish({"test_accuracy": 0.5})
     finally:
         probes.wait(timeout=60)
+
+
+def test_a_link_planted_as_the_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    output = tmp_path / "runs"
+    output.mkdir()
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    run_lock.lock_path(output / "planted").symlink_to(target)
+    with pytest.raises(ValueError, match="cannot create the lock file .*lock files must be plain"):
+        runs.start_run(_config(output, "planted"))
+    assert target.read_text() == "keep me"
+    assert not (output / "planted").exists()
+
+
+def test_a_garbage_or_huge_lock_file_of_a_dead_holder_is_taken_over(tmp_path):
+    output = tmp_path / "runs"
+    output.mkdir()
+    run_lock.lock_path(output / "stale").write_bytes(b"\xff" * (1 << 20))
+    run = runs.start_run(_config(output, "stale"))
+    assert json.loads(run_lock.lock_path(output / "stale").read_text())["pid"] == os.getpid()
+    run.finish({"test_accuracy": 0.5})
+
+
+def test_two_starts_at_the_same_instant_leave_exactly_one_writer(tmp_path):
+    output = tmp_path / "runs"
+    script = HOLDER_SCRIPT.replace("time.sleep(120)", "time.sleep(8)")
+    racers = [subprocess.Popen([sys.executable, "-c", script, str(output), "race"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]
+    outputs = [racer.communicate(timeout=120)[0] for racer in racers]
+    held = [text for text in outputs if text.startswith("held")]
+    refused = [text for text in outputs if "RunInUseError" in text and "in use by process" in text]
+    assert len(held) == 1 and len(refused) == 1, outputs
