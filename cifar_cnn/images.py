@@ -22,7 +22,8 @@ Large images are read within a fixed memory budget: a file of more than
 ``MAX_IMAGE_PIXELS`` pixels is refused from its header, before any decoding; a JPEG is
 decoded directly at 1/2, 1/4 or 1/8 scale when that still leaves at least
 ``DRAFT_MINIMUM_SIZE`` pixels a side (a 108-megapixel photo decodes as 1.7 megapixels);
-an 8-bit RGB or gray image is box-shrunk by a whole factor right after decoding; and an
+an 8-bit RGB or gray image (with or without alpha) is box-shrunk by a whole factor right
+after decoding; and an
 image that would still take more than ``DECODE_BUDGET_BYTES`` to decode and convert (a
 format with no reduced-scale decoding, such as PNG) is refused, naming the file.
 
@@ -54,12 +55,16 @@ BACKGROUND_COLOR = (255, 255, 255)
 # photo is larger than any camera's.
 MAX_IMAGE_PIXELS = 150_000_000
 # The memory one image may take while it is read, beyond what the program holds already
-# (about 610 MB for predict with TensorFlow and a model: the two stay under 800 MB). An
-# 8-bit gray or RGB image without transparency is box-shrunk right after decoding, so it
-# costs its decoded size once (120 MB: 40 megapixels of RGB); any other (transparency,
-# 16-bit, palette, CMYK) is converted at full size, which copies it about six times.
-DECODE_BUDGET_BYTES = 120_000_000
+# (610-710 MB for predict with TensorFlow and a model, measured on two installs: the two
+# stay under 800 MB). An 8-bit gray or RGB image is box-shrunk right after decoding, so it
+# costs its decoded size once (48 MB: 16 megapixels of RGB); one with an alpha band costs
+# it twice (premultiplied first, so shrinking averages only what is visible: 6 megapixels
+# of RGBA); any other (a palette or colour with transparency, 16-bit, CMYK) is converted
+# at full size, which copies it about six times.
+DECODE_BUDGET_BYTES = 48_000_000
 _CONVERSION_COPIES = 6
+# Modes shrunk right after decoding, with what they are shrunk as (premultiplied alpha).
+_SHRINK_AS = {"L": "L", "RGB": "RGB", "LA": "La", "RGBA": "RGBa"}
 # JPEGs are decoded at the smallest scale that keeps both sides at least this long: enough
 # for a sharp 32x32 result after a centre crop.
 DRAFT_MINIMUM_SIZE = 256
@@ -335,21 +340,22 @@ def _check_image_size(path: Path, image: Image.Image) -> None:
     image.draft(image.mode, (min(width, DRAFT_MINIMUM_SIZE), min(height, DRAFT_MINIMUM_SIZE)))
     decoded_width, decoded_height = image.size
     decoded_bytes = decoded_width * decoded_height * _MODE_BYTES.get(image.mode, 4)
-    copies = 1 if _shrinks_early(image) else _CONVERSION_COPIES
+    copies = (_CONVERSION_COPIES if not _shrinks_early(image)
+              else 2 if _SHRINK_AS[image.mode] != image.mode else 1)
     if decoded_bytes * copies > DECODE_BUDGET_BYTES:
         raise ImageLoadError(
             f"{path} is too large to read: its {image.format or 'image'} pixels "
             f"({decoded_width}x{decoded_height} {image.mode}) take {decoded_bytes:,} bytes "
-            f"decoded{' and are converted at full size' if copies > 1 else ''}, beyond the "
+            f"decoded{' and are converted at full size' if copies > 2 else ''}, beyond the "
             f"{DECODE_BUDGET_BYTES:,} bytes an image may use (8-bit RGB or gray up to "
             f"{DECODE_BUDGET_BYTES // 3:,} pixels, others less; a JPEG is decoded at reduced "
             "scale: convert or shrink a very large image first).")
 
 
 def _shrinks_early(image: Image.Image) -> bool:
-    """True for 8-bit gray or RGB without transparency: box-shrinking it before the colour
-    conversion averages only visible colours, so it is done right after decoding."""
-    return image.mode in ("L", "RGB") and "transparency" not in image.info
+    """True for 8-bit gray or RGB, with or without an alpha band, and no transparent colour
+    (``tRNS``): box-shrinking those right after decoding averages only what is visible."""
+    return image.mode in _SHRINK_AS and "transparency" not in image.info
 
 
 def _shrunk(image: Image.Image) -> Image.Image:
@@ -358,7 +364,16 @@ def _shrunk(image: Image.Image) -> Image.Image:
     factor = min(image.size) // DRAFT_MINIMUM_SIZE
     if factor < 2 or not _shrinks_early(image):
         return image
-    shrunk = image.reduce(factor)
+    mode, working_mode = image.mode, _SHRINK_AS[image.mode]
+    if working_mode == mode:
+        shrunk = image.reduce(factor)
+    else:
+        # Premultiplied by alpha: a transparent pixel's hidden colour weighs nothing in
+        # the average, as compositing on the background later requires.
+        premultiplied = image.convert(working_mode)
+        image.close()
+        shrunk = premultiplied.reduce(factor).convert(mode)
+        premultiplied.close()
     image.close()  # Frees the full-size pixels now, not when the file is closed.
     return shrunk
 
