@@ -23,9 +23,9 @@ Large images are read within a fixed memory budget: a file of more than
 decoded directly at 1/2, 1/4 or 1/8 scale when that still leaves at least
 ``DRAFT_MINIMUM_SIZE`` pixels a side (a 108-megapixel photo decodes as 1.7 megapixels);
 an 8-bit RGB or gray image (with or without alpha) is box-shrunk by a whole factor right
-after decoding; and an
-image that would still take more than ``DECODE_BUDGET_BYTES`` to decode and convert (a
-format with no reduced-scale decoding, such as PNG) is refused, naming the file.
+after decoding; and an image that would still take more than ``DECODE_BUDGET_BYTES`` to
+decode and convert (a format with no reduced-scale decoding, such as PNG) is refused,
+naming the file.
 
 4. The raw 0-255 pixels go to the model: every model saved by this package starts with its
    own preprocessing layer (``x / 255`` or standardisation), so nothing is rescaled here.
@@ -329,7 +329,7 @@ def _check_image_size(path: Path, image: Image.Image) -> None:
 
     Raises:
         ImageLoadError: More than ``MAX_IMAGE_PIXELS`` pixels, or more than
-            ``MAX_DECODED_BYTES`` once decoded.
+            ``DECODE_BUDGET_BYTES`` to decode and convert.
     """
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
@@ -365,17 +365,14 @@ def _shrunk(image: Image.Image) -> Image.Image:
     if factor < 2 or not _shrinks_early(image):
         return image
     mode, working_mode = image.mode, _SHRINK_AS[image.mode]
-    if working_mode == mode:
-        shrunk = image.reduce(factor)
-    else:
-        # Premultiplied by alpha: a transparent pixel's hidden colour weighs nothing in
-        # the average, as compositing on the background later requires.
-        premultiplied = image.convert(working_mode)
-        image.close()
-        shrunk = premultiplied.reduce(factor).convert(mode)
-        premultiplied.close()
-    image.close()  # Frees the full-size pixels now, not when the file is closed.
-    return shrunk
+    # Premultiplied by alpha (working_mode "RGBa"/"La"): a transparent pixel's hidden colour
+    # weighs nothing in the average, as compositing on the background later requires.
+    working = image if working_mode == mode else image.convert(working_mode)
+    if working is not image:
+        image.close()  # The decoded pixels go before the shrunk copy is made.
+    shrunk = working.reduce(factor)
+    working.close()  # Frees the full-size pixels now, not when the file is closed.
+    return shrunk if working_mode == mode else shrunk.convert(mode)
 
 
 def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
@@ -437,6 +434,7 @@ def load_image(path: str | Path, resize: str = "stretch") -> PreparedImage:
                          original_mode=original_mode, notes=notes)
 
 
-__all__ = ["BACKGROUND_COLOR", "DECODE_BUDGET_BYTES", "IMAGE_SIZE", "MAX_IMAGE_PIXELS", "RESIZE_FILTER", "RESIZE_MODES", "ImageLoadError",
+__all__ = ["BACKGROUND_COLOR", "DECODE_BUDGET_BYTES", "IMAGE_SIZE", "MAX_IMAGE_PIXELS",
+           "RESIZE_FILTER", "RESIZE_MODES", "ImageLoadError",
            "PreparedImage", "collect_image_paths", "load_image", "one_line_error",
            "openable_suffixes", "to_rgb_pixels"]

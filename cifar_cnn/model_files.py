@@ -41,6 +41,9 @@ LOAD_BUDGET_BASE_BYTES = 512 << 20
 _CONFIG, _METADATA = "config.json", "metadata.json"
 _WEIGHTS = ("model.weights.h5", "model.weights.npz")
 _ASSETS = "assets/"
+# The members a .keras archive may hold (assets aside), each with its inflated-size limit.
+_MEMBER_LIMITS = {_CONFIG: MAX_CONFIG_BYTES, _METADATA: MAX_METADATA_BYTES,
+                  **{weights_name: MAX_WEIGHTS_BYTES for weights_name in _WEIGHTS}}
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 _NESTED_ARCHIVE = re.compile(r"\.(zip|keras|jar|tar|tgz|gz|bz2|xz|zst|7z|rar)$", re.IGNORECASE)
@@ -109,8 +112,7 @@ def _check_archive(path: Path, archive: zipfile.ZipFile) -> int:
                 raise ModelFileError(f"{path}: its assets inflate past {MAX_ASSETS_BYTES:,} "
                                      "bytes.")
             continue
-        limit = {_CONFIG: MAX_CONFIG_BYTES, _METADATA: MAX_METADATA_BYTES,
-                 **{weights_name: MAX_WEIGHTS_BYTES for weights_name in _WEIGHTS}}.get(name)
+        limit = _MEMBER_LIMITS.get(name)
         if limit is None:
             raise ModelFileError(f"{path} holds {name!r}, which a Keras model does not "
                                  f"(valid: {_CONFIG}, {_METADATA}, {' or '.join(_WEIGHTS)}, "
@@ -125,9 +127,9 @@ def _check_archive(path: Path, archive: zipfile.ZipFile) -> int:
     if _CONFIG not in names or weights is None:
         missing = _CONFIG if _CONFIG not in names else " or ".join(_WEIGHTS)
         raise ModelFileError(f"{path} holds no {missing}; it is not a complete Keras model.")
-    for name, limit in ((_CONFIG, MAX_CONFIG_BYTES), (_METADATA, MAX_METADATA_BYTES)):
+    for name in (_CONFIG, _METADATA):
         if name in names:
-            _read_json_member(path, archive, name, limit)
+            _read_json_member(path, archive, name, _MEMBER_LIMITS[name])
     _check_weights_member(path, archive, weights)
     return weights.file_size
 

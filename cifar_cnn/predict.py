@@ -126,7 +126,9 @@ def load_model(model_or_run_folder: str | Path, num_classes: int = 10) -> Loaded
         with memory_budget(weights_bytes):
             model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types (ValueError, KeyError, OSError...).
-        if type(error).__name__ in ("ResourceExhaustedError", "MemoryError"):
+        from tensorflow.errors import ResourceExhaustedError
+
+        if isinstance(error, (ResourceExhaustedError, MemoryError)):
             raise ModelLoadError(f"{model_path} describes a network that does not fit in the "
                                  "memory allowed for loading a model (its weights hold "
                                  f"{weights_bytes:,} bytes); it was not loaded.") from None

@@ -73,7 +73,6 @@ class RunLock:
         path: The lock file.
         record: Who holds it: ``pid``, ``host``, ``started_at``, ``command``, ``token``.
         delegated: True when the runner that started this process holds the lock.
-        guarded: False when the file system could not lock at all (nothing is held).
         owner: The object that writes under the lock (a ``runs.RunFolder``); a later start
             of the same folder in this process takes the lock over from it.
     """
@@ -81,14 +80,8 @@ class RunLock:
     path: Path
     record: dict = field(default_factory=dict)
     delegated: bool = False
-    guarded: bool = True
     owner: object = None
     _descriptor: int | None = None
-
-    @property
-    def held(self) -> bool:
-        """True while this process (or its runner) holds the lock."""
-        return self.delegated or self._descriptor is not None
 
     def release(self) -> None:
         """Give the lock up (delete the lock file, then unlock); a no-op when not held here."""
@@ -145,17 +138,6 @@ def describe_holder(record: dict) -> str:
             f"{record.get('started_at', 'an unknown time')}{command}")
 
 
-def _delegated_token() -> str | None:
-    """The token of the lock this process's runner holds for it, if any."""
-    value = os.environ.get(DELEGATE_VARIABLE)
-    if not value:
-        return None
-    try:
-        return json.loads(value).get("token")
-    except (ValueError, AttributeError):
-        return None
-
-
 def _command_line() -> str:
     """What this process is, in a few words, for the holder record."""
     arguments = list(sys.argv or [])
@@ -198,8 +180,8 @@ def acquire(run_folder: Path, command: str | None = None, take_over: bool = True
     try:
         return lock_file(path, command)
     except RunInUseError as busy:
-        token = _delegated_token()
-        if token is not None and busy.record.get("token") == token:
+        token = os.environ.get(DELEGATE_VARIABLE)
+        if token and busy.record.get("token") == token:
             return RunLock(path=path, record=busy.record, delegated=True)
         raise RunInUseError(
             f"run folder {Path(run_folder)} is in use by {describe_holder(busy.record)}. "
@@ -253,7 +235,7 @@ def lock_file(path: Path, command: str | None = None) -> RunLock:
             warnings.warn(f"the file system of {path.parent} does not support file locks "
                           f"({error.strerror}); nothing stops a second process from writing "
                           "there at the same time.", stacklevel=3)
-            return RunLock(path=path, guarded=False)
+            return RunLock(path=path)  # Unguarded: nothing to release.
         try:
             same_file = os.path.samestat(os.fstat(descriptor), os.stat(path))
         except FileNotFoundError:
@@ -309,8 +291,7 @@ def delegated_to_children(lock: RunLock):
         lock: A lock this process holds.
     """
     previous = os.environ.get(DELEGATE_VARIABLE)
-    os.environ[DELEGATE_VARIABLE] = json.dumps({"lock": str(lock.path),
-                                                "token": lock.record.get("token")})
+    os.environ[DELEGATE_VARIABLE] = lock.record["token"]
     try:
         yield
     finally:

@@ -277,3 +277,24 @@ def copy_cifar_fixture(make_cifar_fixture, tmp_path):
         return copy_source(source, tmp_path / "copies" / source.parent.name / source.name)
 
     return make_copy
+
+
+@pytest.fixture(scope="session")
+def small_keras_model(tmp_path_factory) -> Path:
+    """A small real CIFAR-shaped model (its own preprocessing layer), saved by Keras as .keras."""
+    import keras
+
+    model = keras.Sequential([keras.Input((32, 32, 3)),
+                              keras.layers.Rescaling(1 / 255, name="preprocessing"),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    path = tmp_path_factory.mktemp("model") / "small.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def black_32x32_png(tmp_path_factory) -> Path:
+    """One 32x32 black PNG: an image that costs nothing to read."""
+    path = tmp_path_factory.mktemp("image") / "black.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(path)
+    return path

@@ -53,24 +53,12 @@ def write_large_jpeg(path: Path, width: int, height: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory) -> Path:
-    import keras
-
-    model = keras.Sequential([keras.Input((32, 32, 3)),
-                              keras.layers.Rescaling(1 / 255, name="preprocessing"),
-                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
-    path = tmp_path_factory.mktemp("model") / "small.keras"
-    model.save(path)
-    return path
-
-
 def test_a_108_megapixel_jpeg_is_classified_and_a_400_megapixel_png_named_too_large(
-        small_model, tmp_path):
+        small_keras_model, tmp_path):
     photo = write_large_jpeg(tmp_path / "panorama.jpg", 12000, 9000)
     huge = write_large_png(tmp_path / "huge.png", 20000, 20000)
     assert huge.stat().st_size < 16 << 20
-    outcome, errors = predict_in_fresh_process(small_model, photo, huge)
+    outcome, errors = predict_in_fresh_process(small_keras_model, photo, huge)
     assert outcome["exit"] == 1
     assert f"{huge} is too large to read: 20000x20000 is 400,000,000 pixels" in errors
     assert "panorama.jpg" not in errors
@@ -108,21 +96,19 @@ def test_images_past_the_limits_are_refused_from_their_header(tmp_path, size, ch
 
 
 @pytest.fixture(scope="module")
-def baseline_peak_mb(small_model, tmp_path_factory) -> float:
+def baseline_peak_mb(small_keras_model, black_32x32_png) -> float:
     """The peak of the same predict command on one 32x32 image: TensorFlow and the model."""
-    path = tmp_path_factory.mktemp("tiny") / "tiny.png"
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(path)
-    return predict_in_fresh_process(small_model, path)[0]["peak_mb"]
+    return predict_in_fresh_process(small_keras_model, black_32x32_png)[0]["peak_mb"]
 
 
 @pytest.mark.parametrize("size, channels", [((4000, 4000), 3), ((2440, 2440), 4)])
 def test_the_largest_images_accepted_stay_within_their_budget(
-        small_model, baseline_peak_mb, tmp_path, size, channels):
+        small_keras_model, baseline_peak_mb, tmp_path, size, channels):
     """Just under the budget: 48 MB of RGB (shrunk as decoded), 23.8 MB of RGBA (premultiplied
     copy, then shrunk); an image costs its budget and little more, and the process stays
     under 800 MB."""
     path = write_large_png(tmp_path / "large.png", *size, channels=channels)
-    outcome, errors = predict_in_fresh_process(small_model, path)
+    outcome, errors = predict_in_fresh_process(small_keras_model, path)
     assert outcome["exit"] == 0, errors[-2000:]
     added = outcome["peak_mb"] - baseline_peak_mb
     assert added < images.DECODE_BUDGET_BYTES / 2**20 * 1.25, (outcome, baseline_peak_mb)

@@ -16,7 +16,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from PIL import Image
 
 from cifar_cnn import model_files, predict
 
@@ -41,19 +40,6 @@ def predict_in_fresh_process(*arguments) -> tuple[dict, str]:
                                cwd=REPOSITORY)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1]), completed.stderr
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> Path:
-    """A small real model, saved by Keras as a .keras file."""
-    import keras
-
-    model = keras.Sequential([keras.Input((32, 32, 3)),
-                              keras.layers.Rescaling(1 / 255, name="preprocessing"),
-                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
-    path = tmp_path_factory.mktemp("model") / "small.keras"
-    model.save(path)
-    return path
 
 
 def rewrite(source: Path, destination: Path, replace=None, add=()) -> Path:
@@ -107,9 +93,9 @@ def weights_with(path: Path, dataset) -> bytes:
     return path.read_bytes()
 
 
-def test_a_model_keras_saved_passes_and_loads(saved_model):
-    assert model_files.check_model_file(saved_model) > 0
-    loaded = predict.load_model(saved_model)
+def test_a_model_keras_saved_passes_and_loads(small_keras_model):
+    assert model_files.check_model_file(small_keras_model) > 0
+    loaded = predict.load_model(small_keras_model)
     assert loaded.num_classes == 10
 
 
@@ -122,37 +108,37 @@ def test_a_legacy_h5_model_passes_and_loads(tmp_path):
     assert predict.load_model(tmp_path / "legacy.h5").num_classes == 10
 
 
-def _hostile(kind: str, saved_model: Path, folder: Path) -> Path:
+def _hostile(kind: str, small_keras_model: Path, folder: Path) -> Path:
     target = folder / f"{kind.replace(' ', '-')}.keras"
     if kind == "odd member":
-        return rewrite(saved_model, target, add=[("../escape.py", b"print('hi')")])
+        return rewrite(small_keras_model, target, add=[("../escape.py", b"print('hi')")])
     if kind == "nested archive":
-        return rewrite(saved_model, target, add=[("assets/inner.zip", b"PK\x05\x06" + bytes(18))])
+        return rewrite(small_keras_model, target, add=[("assets/inner.zip", b"PK\x05\x06" + bytes(18))])
     if kind == "too many members":
-        return rewrite(saved_model, target,
+        return rewrite(small_keras_model, target,
                        add=[(f"assets/{index}.txt", b"x") for index in range(100)])
     if kind == "no weights":
-        return rewrite(saved_model, target, replace={"model.weights.h5": None})
+        return rewrite(small_keras_model, target, replace={"model.weights.h5": None})
     if kind == "config lies about its size":
-        with zipfile.ZipFile(saved_model) as original:
+        with zipfile.ZipFile(small_keras_model) as original:
             config = json.loads(original.read("config.json"))
         config["padding"] = " " * 200_000
-        rewrite(saved_model, target, replace={"config.json": json.dumps(config)})
+        rewrite(small_keras_model, target, replace={"config.json": json.dumps(config)})
         return lie_about_size(target, "config.json", 1000)
     if kind == "config not json":
-        return rewrite(saved_model, target, replace={"config.json": b"[" * 100_000})
+        return rewrite(small_keras_model, target, replace={"config.json": b"[" * 100_000})
     if kind == "compressed weights dataset":
         bomb = weights_with(folder / "bomb.h5", lambda handle: handle.create_dataset(
             "layers/dense/vars/0", shape=(250_000_000,), dtype="f4", chunks=(1_000_000,),
             compression="gzip"))
-        return rewrite(saved_model, target, replace={"model.weights.h5": bomb})
+        return rewrite(small_keras_model, target, replace={"model.weights.h5": bomb})
     if kind == "string weights":
         strings = weights_with(folder / "strings.h5", lambda handle: handle.create_dataset(
             "layers/dense/vars/0", data=np.array([b"a" * 100] * 10, dtype=object),
             dtype=h5py.string_dtype()))
-        return rewrite(saved_model, target, replace={"model.weights.h5": strings})
+        return rewrite(small_keras_model, target, replace={"model.weights.h5": strings})
     if kind == "weights not hdf5":
-        return rewrite(saved_model, target, replace={"model.weights.h5": b"\x89HDF\r\n\x1a\n"
+        return rewrite(small_keras_model, target, replace={"model.weights.h5": b"\x89HDF\r\n\x1a\n"
                                                      + bytes(1000)})
     raise ValueError(kind)
 
@@ -169,8 +155,8 @@ def _hostile(kind: str, saved_model: Path, folder: Path) -> Path:
     ("weights not hdf5", "its weights cannot be read as HDF5"),
 ])
 def test_hostile_model_files_are_refused_before_keras_opens_them(
-        saved_model, tmp_path, kind, message):
-    path = _hostile(kind, saved_model, tmp_path)
+        small_keras_model, tmp_path, kind, message):
+    path = _hostile(kind, small_keras_model, tmp_path)
     with pytest.raises(model_files.ModelFileError) as refused:
         model_files.check_model_file(path)
     assert message in str(refused.value) and str(path) in str(refused.value)
@@ -187,28 +173,25 @@ def test_a_legacy_h5_with_a_compressed_bomb_is_refused(tmp_path):
         predict.load_model(tmp_path / "bomb.h5")
 
 
-def test_a_keras_zip_bomb_is_refused_within_800_mb(saved_model, tmp_path):
-    bomb = zip_bomb_config(saved_model, tmp_path / "bomb.keras", 1 << 30)
+def test_a_keras_zip_bomb_is_refused_within_800_mb(small_keras_model, black_32x32_png, tmp_path):
+    bomb = zip_bomb_config(small_keras_model, tmp_path / "bomb.keras", 1 << 30)
     assert bomb.stat().st_size < 8 << 20
-    image = tmp_path / "image.png"
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
-    outcome, errors = predict_in_fresh_process(bomb, image)
+    outcome, errors = predict_in_fresh_process(bomb, black_32x32_png)
     assert outcome["exit"] == 2
     assert "config.json inflates to 1,073,741,824 bytes" in errors
     assert outcome["peak_mb"] < MAX_PEAK_MEMORY_MB, outcome
     print(f"1 GB .keras zip bomb: exit {outcome['exit']}, peak {outcome['peak_mb']:.0f} MB")
 
 
-def test_a_config_describing_an_enormous_network_fails_within_its_budget(saved_model, tmp_path):
-    with zipfile.ZipFile(saved_model) as original:
+def test_a_config_describing_an_enormous_network_fails_within_its_budget(
+        small_keras_model, black_32x32_png, tmp_path):
+    with zipfile.ZipFile(small_keras_model) as original:
         config = json.loads(original.read("config.json"))
     dense = next(layer for layer in config["config"]["layers"]
                  if layer["class_name"] == "Dense")
     dense["config"]["units"] = 200_000  # 614 million weights, 2.5 GB, from a 30-byte change.
-    huge = rewrite(saved_model, tmp_path / "huge.keras", replace={"config.json": json.dumps(config)})
-    image = tmp_path / "image.png"
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
-    outcome, errors = predict_in_fresh_process(huge, image)
+    huge = rewrite(small_keras_model, tmp_path / "huge.keras", replace={"config.json": json.dumps(config)})
+    outcome, errors = predict_in_fresh_process(huge, black_32x32_png)
     assert outcome["exit"] == 2
     assert "describes a network that does not fit in the memory allowed" in errors
     assert outcome["peak_mb"] < MAX_PEAK_MEMORY_MB, outcome
