@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cifar_cnn.runs import environment_record
+from cifar_cnn.provenance import environment_record
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 # The shared offline copy beside the checkout (see README); override with --data-source.

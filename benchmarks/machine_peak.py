@@ -134,7 +134,7 @@ def measure_peaks(sizes=DEFAULT_SIZES, repeats: int = DEFAULT_REPEATS,
         measurement).
     """
     from cifar_cnn.precision import cpu_supports_bfloat16
-    from cifar_cnn.runs import cpu_model
+    from cifar_cnn.provenance import cpu_model
 
     started = time.perf_counter()
     measurements = []

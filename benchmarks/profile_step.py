@@ -234,10 +234,11 @@ def profile_variant(variant: str, recipe: str, data_source: str, steps: int,
     if "precision" in settings:
         parameters["mixed_precision"] = settings["precision"]
     with tempfile.TemporaryDirectory() as scratch:
-        config = RunConfig.from_parameters({**parameters, "output_dir": scratch})
-        data = experiment.prepare_data(config)
-        model = experiment.build_model(config, data)
-        train_dataset, _, callbacks = experiment.make_datasets(config, data)
+        plan = experiment.resolve_run(
+            RunConfig.from_parameters({**parameters, "output_dir": scratch}))
+        data = experiment.prepare_data(plan)
+        model = experiment.build_model(plan, None, data)
+        train_dataset, _, callbacks = experiment.make_datasets(plan, data)
 
         step_seconds = []
 
@@ -261,7 +262,7 @@ def profile_variant(variant: str, recipe: str, data_source: str, steps: int,
         traced_seconds = time.perf_counter() - started
         tf.profiler.experimental.stop()
         trace = summarize_trace(trace_folder, traced_steps)
-    batch_size = config.training_recipe().batch_size
+    batch_size = plan.recipe.batch_size
     flops = count_model_flops(model)
     return {
         "variant": variant, "settings": settings, "recipe": recipe,

@@ -103,7 +103,7 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
         (``flops.FLOP_CONVENTION``), peak memory, ``per_epoch`` rows (epoch ends) and
         ``test_curve`` (every evaluation).
     """
-    from cifar_cnn import experiment, runs
+    from cifar_cnn import experiment, run_catalog
     from cifar_cnn.config import RunConfig
 
     with tempfile.TemporaryDirectory() as output_dir:
@@ -111,27 +111,27 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
                       "output_dir": output_dir, "run_name": recipe}
         if seed is not None:
             parameters["seed"] = seed
-        config = RunConfig.from_parameters(parameters)
+        plan = experiment.resolve_run(RunConfig.from_parameters(parameters))
         # The callback needs the run's test arrays: the same config prepares the same
         # subset, and the data cache makes run_experiment's own load cheap. Only the test
         # split is kept, so the peak memory stays the run's.
-        prepared = experiment.prepare_data(config)
+        prepared = experiment.prepare_data(plan)
         test_images, test_labels = prepared.test
         callback, points = make_test_curve(test_images, test_labels, recipe,
-                                           experiment.steps_per_epoch(config, prepared),
+                                           plan.steps_per_epoch(len(prepared.train[1])),
                                            evaluations_per_epoch)
         del prepared
         started = time.perf_counter()
-        run, metrics = experiment.run_experiment(config, print_epochs=print_epochs,
+        run, metrics = experiment.run_experiment(plan, print_epochs=print_epochs,
                                                  extra_callbacks=[callback])
         wall_seconds = time.perf_counter() - started
-        history = runs.read_run(run.path).history
+        history = run_catalog.read_run(run.path).history
         # Read before the pipeline measurement below, which is no part of the run.
         peak_memory = peak_memory_mib()
         # Measured after the run, not before: nothing may run on TensorFlow before the
         # run creates its strategy (build_model's rule).
-        prepared = experiment.prepare_data(config)
-        train_dataset, _, _ = experiment.make_datasets(config, prepared)
+        prepared = experiment.prepare_data(plan)
+        train_dataset, _, _ = experiment.make_datasets(plan, prepared)
         pipeline_speed = pipeline_images_per_second(train_dataset)
 
     curve = training_clock(points, history, callback.evaluation_seconds_within)
@@ -149,10 +149,10 @@ def benchmark_one(recipe: str, epochs: int | None, data_source: str,
     flops = count_model_flops(callback.model)
     return {
         "recipe": recipe,
-        "seed": config.seed,
-        "model": config.training_recipe().model,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
+        "seed": plan.config.seed,
+        "model": plan.recipe.model,
+        "epochs": plan.recipe.epochs,
+        "batch_size": plan.recipe.batch_size,
         "precision_policy": metrics["precision_policy"],
         "strategy": metrics["strategy"],
         "test_time_augmentation": metrics["test_time_augmentation"],

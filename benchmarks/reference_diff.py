@@ -132,7 +132,8 @@ def main() -> None:
     for name, variable in variables.items():
         variable.assign(torch_to_keras(name, reference[f"init/{name}"]))
     recipe = dataclasses.replace(get_recipe("airbench"), batch_size=batch_size, precision="float32")
-    train.compile_model(model, recipe, steps_per_epoch, jit_compile=False)
+    train.compile_model(model, train.make_optimizer(recipe, steps_per_epoch), train.make_loss(recipe),
+                        jit_compile=False)
 
     logits = np.log(model(images[:batch_size].astype(np.float32), training=False))
     theirs = reference["eval_logits_init"]

@@ -88,17 +88,17 @@ def library_fit(data_source: str, epochs: int, seed: int, output_dir: str) -> li
         Seconds of each training epoch, the per-epoch test evaluation left out.
     """
     # One device, like the baseline: "auto" would mirror over two or more GPUs.
-    config = RunConfig.from_parameters({"recipe": "seed", "epochs": epochs, "seed": seed,
+    plan = experiment.resolve_run(RunConfig.from_parameters({"recipe": "seed", "epochs": epochs, "seed": seed,
                                         "data_source": data_source, "output_dir": output_dir,
                                         "run_name": f"seed-pipeline-{seed}",
-                                        "strategy": "default"})
-    run = experiment.open_run(config)
+                                        "strategy": "default"}))
+    run = experiment.open_run(plan)
     try:
-        prepared = experiment.prepare_data(config)
-        model = experiment.build_model(config, prepared, run)
-        training = experiment.train_model(model, config, prepared, run, print_epochs=False)
+        prepared = experiment.prepare_data(plan)
+        model = experiment.build_model(plan, run, prepared)
+        training = experiment.train_model(plan, run, prepared, model, print_epochs=False)
     finally:
-        experiment.close_run(run)
+        experiment.close_run(plan, run)
     return training.series("train_seconds")
 
 

@@ -5,8 +5,9 @@ concept has one home:
 
 - :mod:`cifar_cnn.config`: the run configuration (the notebook's parameters) and every valid
   choice, validated before any work starts;
-- :mod:`cifar_cnn.runs`: the run folder: its file names, status words, reuse rule, writer and
-  reader;
+- :mod:`cifar_cnn.runs`: the run folder: its file names, status words, place and writer;
+  :mod:`cifar_cnn.run_catalog` reads runs back, :mod:`cifar_cnn.run_reuse` is the rule for
+  reusing a folder, :mod:`cifar_cnn.provenance` the commit, versions and machine of a run;
 - :mod:`cifar_cnn.experiment`: the steps of one run, shared by the notebook, the command line,
   sweeps and benchmarks;
 - :mod:`cifar_cnn.data`: CIFAR-10 from any supported source, bounded, cached, split, batched;

@@ -21,7 +21,8 @@ from typing import Any, Iterable, Sequence
 from cifar_cnn.config import RunConfig
 from cifar_cnn.files import write_figure, write_text
 from cifar_cnn.plots.comparison import comparison_figure
-from cifar_cnn.runs import RunSummary, find_runs, read_run, runs_folder
+from cifar_cnn.run_catalog import RunSummary, find_runs, read_run
+from cifar_cnn.runs import runs_folder
 
 # Config fields that name or place a run rather than change what it trains: they always
 # differ (run_name) or say nothing about the result, so they never become table columns.
@@ -54,7 +55,7 @@ def nominal_config(parameters: dict[str, Any]) -> dict[str, Any]:
 
 def load_runs(locations: str | Path | Iterable[str | Path] | None = None,
               pattern: str = "*") -> list[RunSummary]:
-    """Read every run folder found at one or more locations (see ``runs.find_runs``).
+    """Read every run folder found at one or more locations (see ``run_catalog.find_runs``).
 
     Args:
         locations: A path or several: run folders or folders of run folders (default: the
@@ -62,7 +63,7 @@ def load_runs(locations: str | Path | Iterable[str | Path] | None = None,
         pattern: Shell-style glob on run folder names.
 
     Returns:
-        One ``runs.RunSummary`` per run folder, each folder once, in the order found. A
+        One ``run_catalog.RunSummary`` per run folder, each folder once, in the order found. A
         damaged folder comes back ``unreadable`` with the reason as its error.
 
     Raises:
@@ -98,6 +99,63 @@ def differing_parameters(runs: Sequence[RunSummary]) -> list[str]:
     return [name for name in names if name not in NOT_COMPARED_FIELDS
             and len({json.dumps(run.config.get(name, missing), sort_keys=True, default=repr)
                      for run in runs}) > 1]
+
+
+# The most parameters a run's label names; more are summed up as "+N more".
+MAX_LABEL_PARAMETERS = 3
+
+
+def _label_value(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def run_labels(runs: Sequence[RunSummary],
+               max_parameters: int = MAX_LABEL_PARAMETERS) -> list[str]:
+    """What to call each run in a figure: the parameters that differ between the runs.
+
+    Run names are often timestamps, which say nothing about the run; a label such as
+    ``"seed=7"`` or ``"recipe=airbench, epochs=2"`` says what sets it apart. Between runs
+    of different recipes, a parameter that every run leaves at its recipe's default is
+    left out (the recipe's name says it). A run without a readable config, or runs that
+    differ in nothing, keep their names; two runs that would get the same label get their
+    names in brackets too.
+
+    Args:
+        runs: The runs compared.
+        max_parameters: The most parameters one label names.
+
+    Returns:
+        One label per run, in order.
+    """
+    with_config = [run for run in runs if run.config]
+    parameters = differing_parameters(with_config) if len(with_config) > 1 else []
+    if "recipe" in parameters:
+        # A recipe brings its own batch size, learning rate...: "recipe=airbench" says them.
+        # A parameter stays when some run sets it to other than its recipe's default.
+        defaults = {}
+        for run in with_config:
+            recipe = run.config.get("recipe")
+            if recipe not in defaults:
+                defaults[recipe] = nominal_config({"recipe": recipe})
+        parameters = [name for name in parameters if name == "recipe" or any(
+            run.config.get(name) != defaults[run.config.get("recipe")].get(name)
+            for run in with_config)]
+    shown, hidden = parameters[:max_parameters], len(parameters) - max_parameters
+    labels = []
+    for run in runs:
+        if not run.config or not parameters:
+            labels.append(run.name)
+            continue
+        parts = [f"{name}={_label_value(run.config[name]) if name in run.config else '-'}"
+                 for name in shown]
+        labels.append(", ".join(parts) + (f", +{hidden} more" if hidden > 0 else ""))
+    repeated = {label for label in labels if labels.count(label) > 1}
+    return [f"{label} ({run.name})" if label in repeated and label != run.name else label
+            for label, run in zip(labels, runs)]
 
 
 def comparison_rows(runs: Sequence[RunSummary],

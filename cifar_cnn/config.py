@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from cifar_cnn.recipes import RECIPES, Recipe, get_recipe
+from cifar_cnn.recipes import RECIPES, get_recipe
 
 # The valid values of the choices a run makes; one home, imported by the modules that act.
 PREPROCESSING_MODES = ("scale", "standardize")
@@ -26,10 +26,17 @@ STRATEGY_CHOICES = ("auto", "default", "mirrored", "multiworker", "tpu")
 # Test-time augmentation: no extra views, each image with its mirror, or airbench's six views
 # (the image and its mirror, each also shifted one pixel up-left and down-right).
 TEST_TIME_AUGMENTATIONS = ("none", "flip", "flip_translate")
+TEST_TIME_AUGMENTATION_DESCRIPTIONS = {
+    "none": "one view (no test-time augmentation)",
+    "flip": "two views averaged: each image and its mirror",
+    "flip_translate": "six views averaged: each image and its mirror, each also shifted one "
+                      "pixel up-left and down-right",
+}
 
 MAX_RUN_NAME_LENGTH = 100  # Far below any file system's limit, with room for suffixes.
 QUICK_ENVIRONMENT_VARIABLE = "CIFAR_CNN_QUICK"
-# What quick mode (CI, nbval) shrinks a run to: a stratified subset and one epoch.
+# What quick mode (CI, nbval) shrinks a run to: a stratified subset and one epoch. The config
+# records quick=True, so a run folder says why its epochs are not the recipe's.
 QUICK_OVERRIDES = {"epochs": 1, "max_train_examples": 512, "max_test_examples": 256}
 
 
@@ -65,6 +72,8 @@ class RunConfig:
             ``runs/`` folder (``cifar_cnn.runs.runs_folder``), whatever the working folder.
         run_name: The run folder's name; None makes one from the time and the recipe.
         overwrite: Replace an existing completed run folder of the same name.
+        quick: Shrink the run to ``QUICK_OVERRIDES`` (a small subset, one epoch), as CI
+            does; None reads ``$CIFAR_CNN_QUICK`` (1: on).
     """
 
     recipe: str = "seed"
@@ -85,6 +94,7 @@ class RunConfig:
     output_dir: str | None = None
     run_name: str | None = None
     overwrite: bool = False
+    quick: bool | None = None
 
     def __post_init__(self):
         recipe = get_recipe(self.recipe)
@@ -97,6 +107,15 @@ class RunConfig:
         for name, default in recipe_defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
+        if self.quick is None:
+            object.__setattr__(self, "quick", False)  # from_parameters reads the environment.
+        if self.quick is True:
+            for name, quick_value in QUICK_OVERRIDES.items():
+                current = getattr(self, name)
+                if isinstance(current, int) and not isinstance(current, bool):
+                    object.__setattr__(self, name, min(current, quick_value))
+                elif current is None:
+                    object.__setattr__(self, name, quick_value)
         _require_int(self, "epochs", minimum=1)
         _require_int(self, "batch_size", minimum=1)
         _require_int(self, "seed", minimum=0)
@@ -119,7 +138,7 @@ class RunConfig:
         if self.strategy not in STRATEGY_CHOICES:
             raise ValueError(f"Unknown strategy {self.strategy!r}; valid choices: "
                              f"{', '.join(STRATEGY_CHOICES)}.")
-        for name in ("xla", "tta", "tensorboard", "overwrite"):
+        for name in ("xla", "tta", "tensorboard", "overwrite", "quick"):
             value = getattr(self, name)
             if not (isinstance(value, bool) or (value is None and name == "xla")):
                 raise ValueError(f"{name} must be True or False"
@@ -151,8 +170,8 @@ class RunConfig:
 
         Args:
             parameters: Parameter names and values; every name must be a field.
-            environ: Environment to read quick mode from (default ``os.environ``). When
-                ``CIFAR_CNN_QUICK`` is set to 1, ``QUICK_OVERRIDES`` shrink the run.
+            environ: Environment to read quick mode from (default ``os.environ``) when the
+                ``quick`` parameter is None: ``CIFAR_CNN_QUICK=1`` turns it on.
 
         Returns:
             The frozen :class:`RunConfig`.
@@ -163,31 +182,13 @@ class RunConfig:
                              f"{', '.join(cls.parameter_names())}.")
         values = dict(parameters)
         environ = os.environ if environ is None else environ
-        if environ.get(QUICK_ENVIRONMENT_VARIABLE, "") not in ("", "0"):
-            for name, quick_value in QUICK_OVERRIDES.items():
-                current = values.get(name)
-                values[name] = quick_value if current is None else min(current, quick_value)
+        if values.get("quick") is None:
+            values["quick"] = environ.get(QUICK_ENVIRONMENT_VARIABLE, "") not in ("", "0")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a plain JSON-ready dictionary."""
         return dataclasses.asdict(self)
-
-    def training_recipe(self) -> Recipe:
-        """The recipe this run trains with: the named recipe with the run's overrides applied.
-
-        Training reads only this, so the recipe's own defaults cannot disagree with the run.
-
-        Returns:
-            A :class:`~cifar_cnn.recipes.Recipe` whose epochs, batch size, learning rate,
-            preprocessing, precision and test-time augmentation are the run's.
-        """
-        return dataclasses.replace(
-            get_recipe(self.recipe), epochs=self.epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, preprocessing=self.preprocessing,
-            precision=self.mixed_precision,
-            test_time_augmentation=recipe_test_time_augmentation(get_recipe(self.recipe),
-                                                                 self.tta))
 
     def describe(self, resolved: Mapping[str, str] | None = None) -> str:
         """The parameters as aligned ``name  value`` lines, for people to read.
@@ -211,22 +212,6 @@ class RunConfig:
 
 # papermill's injected-parameters cell starts with this comment line.
 _PAPERMILL_HEADER = "# Parameters"
-
-
-def recipe_test_time_augmentation(recipe: Recipe, tta: bool) -> str:
-    """The test-time augmentation a run uses: the recipe's views when ``tta`` is on.
-
-    Args:
-        recipe: The run's recipe.
-        tta: The run's ``tta`` parameter.
-
-    Returns:
-        One of ``TEST_TIME_AUGMENTATIONS``: ``"none"`` when off, else the recipe's views,
-        or ``"flip"`` for a recipe that has none of its own.
-    """
-    if not tta:
-        return "none"
-    return recipe.test_time_augmentation if recipe.test_time_augmentation != "none" else "flip"
 
 
 def _papermill_injected_names(cell_sources) -> set[str]:
@@ -285,4 +270,5 @@ def _require_int(config: RunConfig, name: str, minimum: int, optional: bool = Fa
 
 __all__ = ["MAX_RUN_NAME_LENGTH", "PRECISION_CHOICES", "PREPROCESSING_MODES",
            "QUICK_ENVIRONMENT_VARIABLE", "QUICK_OVERRIDES", "RECIPES", "RunConfig",
-           "STRATEGY_CHOICES", "notebook_parameters"]
+           "STRATEGY_CHOICES", "TEST_TIME_AUGMENTATIONS", "TEST_TIME_AUGMENTATION_DESCRIPTIONS",
+           "notebook_parameters"]

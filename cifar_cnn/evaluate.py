@@ -213,7 +213,8 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> Eva
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 500,
-                   test_time_augmentation: str = "none") -> Evaluation:
+                   test_time_augmentation: str = "none",
+                   progress_label: str | None = None) -> Evaluation:
     """Predict and score in one call.
 
     Args:
@@ -222,12 +223,14 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, *, batch_size:
         labels: Integer labels (N,).
         batch_size: Images per forward pass.
         test_time_augmentation: The views averaged (see :func:`predict_probabilities`).
+        progress_label: A terminal counter's label (see :func:`predict_probabilities`).
 
     Returns:
         An :class:`Evaluation`.
     """
     probabilities = predict_probabilities(model, images, batch_size=batch_size,
-                                          test_time_augmentation=test_time_augmentation)
+                                          test_time_augmentation=test_time_augmentation,
+                                          progress_label=progress_label)
     return evaluate_probabilities(probabilities, labels)
 
 
@@ -326,9 +329,11 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
                          progress: Callable[[str], None] | None = None) -> EvaluationReport:
     """Score a saved model on a test split; write a confusion matrix and ``evaluation.json``.
 
-    A run folder knows its data, the seed of its test subset and its test-time
+    A run folder knows its recipe, data, the seed of its test subset and its test-time
     augmentation: each is reused unless given, so evaluating a run with its own
-    ``max_test_examples`` reproduces its ``metrics.json`` exactly.
+    ``max_test_examples`` reproduces its ``metrics.json`` exactly. The work goes through
+    the run's own steps (``resolve_run``, ``experiment.prepare_data``,
+    ``experiment.evaluate_model``), so it cannot drift from what training measured.
 
     Args:
         model_or_run_folder: A ``.keras`` file, or a run folder holding ``model.keras``.
@@ -352,11 +357,11 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
         DataSourceError: The data source cannot be read.
     """
     from cifar_cnn import data as data_module
-    from cifar_cnn.config import RunConfig
-    from cifar_cnn.files import write_figure
+    from cifar_cnn import experiment
+    from cifar_cnn.files import write_figure, write_json
     from cifar_cnn.plots import confusion_matrix_figure
     from cifar_cnn.predict import load_model, resolve_model_path
-    from cifar_cnn.runs import CONFIG_FILE, utc_now, write_json
+    from cifar_cnn.runs import CONFIG_FILE, utc_now
 
     say = progress or (lambda message: None)
     if test_time_augmentation is not None:
@@ -367,12 +372,9 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
     say(f"model: {model_path}")
     loaded = load_model(model_path, num_classes=len(data_module.CLASS_NAMES))
     run_config = loaded.run_config or {}
-    source = data_source or run_config.get("data_source")
-    seed = run_config.get("seed", RunConfig.seed)
-    if test_time_augmentation is None:
-        test_time_augmentation = _run_test_time_augmentation(run_config)
     try:
-        resolved = data_module.resolve_source(source)
+        plan = _evaluation_plan(run_config, data_source, max_test_examples,
+                                test_time_augmentation)
     except data_module.DataSourceError as error:
         if data_source or not run_config.get("data_source"):
             raise
@@ -382,49 +384,64 @@ def evaluate_saved_model(model_or_run_folder: str | Path, *, data_source: str | 
             f"{error} (This is the data_source recorded in {loaded.run_folder}/{CONFIG_FILE}; "
             "give another data_source (--data-source) to evaluate on another copy.)") \
             from error
-    say(f"loading the test split of {resolved.description} ...")
+    say(f"loading the test split of {plan.source.description} ...")
     started = time.perf_counter()
-    _, (images, labels) = data_module.load_cifar10(source)
-    split_size = len(labels)
-    images, labels = data_module.subsample(images, labels, max_test_examples, seed)
-    probabilities = predict_probabilities(loaded.model, images,
-                                          test_time_augmentation=test_time_augmentation,
-                                          progress_label="predicting")
-    evaluation = evaluate_probabilities(probabilities, labels)
+    data = experiment.prepare_data(plan)
+    evaluation = experiment.evaluate_model(plan, data, loaded.model, progress_label="predicting")
     seconds = time.perf_counter() - started
 
-    figure = confusion_matrix_figure(evaluation.confusion, data_module.CLASS_NAMES)
-    write_figure(figure_path, figure)
+    views, seed = plan.recipe.test_time_augmentation, plan.config.seed
+    test_examples = int(len(data.test[1]))
+    write_figure(figure_path, confusion_matrix_figure(evaluation.confusion, data.class_names))
     results_path = figure_path.parent / EVALUATION_FILE
     write_json(results_path, {
         "model": str(loaded.path),
         "run_folder": str(loaded.run_folder) if loaded.run_folder else None,
-        "data_source": resolved.description,
-        "test_examples": int(len(labels)),
+        "data_source": data.source,
+        "test_examples": test_examples,
         "max_test_examples": max_test_examples,
         "subset_seed": seed,
-        "test_time_augmentation": test_time_augmentation,
-        **evaluation.summary(data_module.CLASS_NAMES),
+        "test_time_augmentation": views,
+        **evaluation.summary(data.class_names),
         "confusion_matrix_figure": str(figure_path),
         "seconds": seconds,
         "evaluated_at": utc_now(),
     })
     return EvaluationReport(
-        evaluation=evaluation, class_names=tuple(data_module.CLASS_NAMES),
-        model_path=loaded.path, run_folder=loaded.run_folder,
-        data_source=resolved.description, test_examples=int(len(labels)),
-        split_size=split_size, subset_seed=seed,
-        test_time_augmentation=test_time_augmentation, seconds=seconds,
-        figure_path=figure_path, results_path=results_path, notes=list(loaded.notes))
+        evaluation=evaluation, class_names=tuple(data.class_names),
+        model_path=loaded.path, run_folder=loaded.run_folder, data_source=data.source,
+        test_examples=test_examples, split_size=data.test_split_size, subset_seed=seed,
+        test_time_augmentation=views, seconds=seconds, figure_path=figure_path,
+        results_path=results_path, notes=list(loaded.notes))
 
 
-def _run_test_time_augmentation(run_config: dict) -> str:
-    """The test-time augmentation a run folder's config used (``"none"`` without one)."""
-    from cifar_cnn.config import recipe_test_time_augmentation
+def _evaluation_plan(run_config: dict, data_source: str | None, max_test_examples: int | None,
+                     test_time_augmentation: str | None):
+    """The resolved run that re-evaluates a saved model: the run's own choices, overridden.
+
+    Only what evaluation reads is taken from the run's ``config.json``: its recipe (for its
+    test-time views), seed (for the test subset), ``tta`` and data source. A recipe no longer
+    registered evaluates as the seed's, whose views with ``tta`` are the mirror, as every
+    recipe's were before.
+
+    Returns:
+        A ``ResolvedRun`` (no run folder is opened for it).
+    """
+    import dataclasses
+
+    from cifar_cnn.config import RunConfig
     from cifar_cnn.recipes import RECIPES
+    from cifar_cnn.resolved_run import resolve_run
 
-    if not run_config.get("tta", False):
-        return "none"
-    recipe = RECIPES.get(run_config.get("recipe"))
-    # A recipe no longer registered: its flip is the views every recipe had before.
-    return recipe_test_time_augmentation(recipe, True) if recipe else "flip"
+    parameters = {"recipe": run_config.get("recipe") if run_config.get("recipe") in RECIPES
+                  else RunConfig.recipe,
+                  "seed": run_config.get("seed", RunConfig.seed),
+                  "tta": bool(run_config.get("tta", False)),
+                  "data_source": data_source or run_config.get("data_source"),
+                  "max_test_examples": max_test_examples,
+                  "max_train_examples": None, "validation_split": 0.0}
+    plan = resolve_run(RunConfig.from_parameters(parameters, environ={}))
+    if test_time_augmentation is None:
+        return plan
+    return dataclasses.replace(plan, recipe=dataclasses.replace(
+        plan.recipe, test_time_augmentation=test_time_augmentation))

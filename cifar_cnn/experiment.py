@@ -4,18 +4,21 @@ The notebook calls these steps one cell at a time; :func:`run_experiment` chains
 same steps for ``cifar-cnn train`` and the benchmarks, and a sweep executes the notebook.
 So every path writes the same run folder, figures included::
 
-    run = open_run(config)                       # the run folder (resume, overwrite, workers)
-    data = prepare_data(config)                  # arrays, subsets, validation split
-    data_figures(run, data)                      # sample grid, class balance
-    model = build_model(config, data, run)       # strategy, precision, seeds, compile
-    training = train_model(model, config, data, run)
-    training_figures(run, data, training)        # learning curves
-    evaluation = evaluate_model(model, config, data)
-    evaluation_figures(run, data, evaluation)    # per-class accuracy, confusion, mistakes
-    metrics = finish_run(run, model, config, data, training, evaluation)
+    plan = resolve_run(config)                   # every choice decided once; the training plan
+    run = open_run(plan)                         # the run folder (resume, overwrite, workers)
+    data = prepare_data(plan)                    # arrays, subsets, validation split
+    data_figures(plan, run, data)                # sample grid, class balance
+    model = build_model(plan, run, data)         # strategy, precision, seeds, compile
+    training = train_model(plan, run, data, model)
+    training_figures(plan, run, data, training)  # learning curves
+    evaluation = evaluate_model(plan, data, model)
+    evaluation_figures(plan, run, data, evaluation)  # per-class accuracy, confusion, mistakes
+    metrics = finish_run(plan, run, data, model, training, evaluation)
 
-Each step takes the validated :class:`~cifar_cnn.config.RunConfig`. TensorFlow's own
-start-up and device messages go to the run folder's ``run.log`` (``cifar_cnn.native_logs``).
+Each step takes the :class:`~cifar_cnn.resolved_run.ResolvedRun` first, then what earlier
+steps made, always in this order: run folder, data, model, training, evaluation. No step
+looks the recipe or the data source up again. TensorFlow's own start-up and device
+messages go to the run folder's ``run.log`` (``cifar_cnn.native_logs``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from cifar_cnn import data as data_module
 from cifar_cnn import runs
 from cifar_cnn.config import RunConfig
 from cifar_cnn.native_logs import native_stderr_to
+from cifar_cnn.resolved_run import ResolvedRun, resolve_run
 
 # Figures each step saves, in the order the notebook shows them. A test holds every path
 # (notebook, command line, sweep) to this same set.
@@ -49,6 +53,7 @@ class PreparedData:
         class_names: Name of each label.
         source: Description of where the data came from.
         load_seconds: Time spent loading (from the cache when it is warm).
+        test_split_size: Images in the whole test split, before any subset (None: unknown).
     """
 
     train: tuple[np.ndarray, np.ndarray]
@@ -57,6 +62,7 @@ class PreparedData:
     class_names: tuple[str, ...]
     source: str
     load_seconds: float
+    test_split_size: int | None = None
 
     @property
     def validation_label(self) -> str:
@@ -80,47 +86,22 @@ class PreparedData:
                 f"{split('test', self.test)}\nsource: {self.source}")
 
 
-def describe_config(config: RunConfig) -> str:
-    """The run's parameters for people to read, with what ``None`` stands for resolved.
-
-    Resolving the data source also checks, at once, that a local source exists.
-
-    Args:
-        config: The run configuration.
-
-    Returns:
-        One ``name  value`` line per parameter.
-    """
-    return config.describe(resolved={
-        "data_source": data_module.resolve_source(config.data_source).description,
-        "output_dir": str(runs.runs_folder(config.output_dir)),
-    })
-
-
-def open_run(config: RunConfig) -> runs.RunFolder:
+def open_run(plan: ResolvedRun) -> runs.RunFolder:
     """Open the run folder this process writes, before any long work.
 
-    Checks what can fail cheaply first (TensorBoard installed, the folder free for this
-    run: see ``runs.existing_run_state``), then records the versions, machine and git
-    commit in ``run.json``. Under ``multiworker`` every worker runs every
-    step, saving included (TensorFlow's rule: a step some workers skip can hang the
-    others), but only the chief's files land in the real run folder; the others write a
-    scratch folder that :func:`close_run` deletes.
+    Checks that the folder is free for this run (see ``run_reuse.existing_run_state``), then
+    records the versions, machine and git commit in ``run.json``. Under ``multiworker``
+    every worker runs every step, saving included (TensorFlow's rule: a step some workers
+    skip can hang the others), but only the chief's files land in the real run folder; the
+    others write a scratch folder that :func:`close_run` deletes.
 
     Args:
-        config: The run configuration.
+        plan: The resolved run.
 
     Returns:
         A ``runs.RunFolder`` (``resumed`` tells whether an interrupted run continues).
     """
-    from cifar_cnn import distribute
-
-    if config.tensorboard:
-        from cifar_cnn.tensorboard_logging import require_tensorboard
-
-        require_tensorboard()  # Fail now, not after the first epoch.
-    chief = config.strategy != "multiworker" or distribute.is_chief()
-    run = runs.start_run(config, scratch=not chief)
+    run = runs.start_run(plan.config, scratch=not plan.chief)
     # Importing TensorFlow to record its version and devices prints its start-up messages:
     # they go to run.log from here on, not to the notebook or the terminal.
     with native_stderr_to(run.log_path):
@@ -128,27 +109,28 @@ def open_run(config: RunConfig) -> runs.RunFolder:
     return run
 
 
-def prepare_data(config: RunConfig) -> PreparedData:
-    """Load CIFAR-10 from the configured source, subset it if asked, and split off validation.
+def prepare_data(plan: ResolvedRun) -> PreparedData:
+    """Load CIFAR-10 from the resolved source, subset it if asked, and split off validation.
 
     Args:
-        config: The run configuration.
+        plan: The resolved run.
 
     Returns:
         A :class:`PreparedData`.
     """
+    config = plan.config
     started = time.perf_counter()
-    resolved = data_module.resolve_source(config.data_source)
-    (x_train, y_train), (x_test, y_test) = data_module.load_cifar10(config.data_source)
+    (x_train, y_train), (x_test, y_test) = data_module.load_cifar10(plan.source)
     load_seconds = time.perf_counter() - started
+    test_split_size = len(y_test)
     x_train, y_train = data_module.subsample(x_train, y_train, config.max_train_examples,
                                              config.seed)
     x_test, y_test = data_module.subsample(x_test, y_test, config.max_test_examples, config.seed)
     train, validation = data_module.train_validation_split(x_train, y_train,
                                                            config.validation_split, config.seed)
     return PreparedData(train=train, validation=validation, test=(x_test, y_test),
-                        class_names=data_module.CLASS_NAMES, source=resolved.description,
-                        load_seconds=load_seconds)
+                        class_names=data_module.CLASS_NAMES, source=plan.source.description,
+                        load_seconds=load_seconds, test_split_size=test_split_size)
 
 
 def _save_figures(run: runs.RunFolder, figures: dict) -> dict:
@@ -157,10 +139,11 @@ def _save_figures(run: runs.RunFolder, figures: dict) -> dict:
     return figures
 
 
-def data_figures(run: runs.RunFolder, data: PreparedData) -> dict:
+def data_figures(plan: ResolvedRun, run: runs.RunFolder, data: PreparedData) -> dict:
     """Draw and save the data's figures: a sample of training images, the class balance.
 
     Args:
+        plan: The resolved run.
         run: The run folder.
         data: The run's data.
 
@@ -177,32 +160,20 @@ def data_figures(run: runs.RunFolder, data: PreparedData) -> dict:
     })
 
 
-def _drops_last_batch(config: RunConfig, data: PreparedData) -> bool:
-    """Whether training drops each epoch's partial batch: if the recipe asks and one whole fits."""
-    recipe = config.training_recipe()
-    return recipe.drop_remainder and len(data.train[1]) >= recipe.batch_size
+def build_model(plan: ResolvedRun, run: runs.RunFolder | None, data: PreparedData):
+    """Build and compile the recipe's model, seeded, inside the resolved strategy's scope.
 
-
-def steps_per_epoch(config: RunConfig, data: PreparedData) -> int:
-    """Optimizer steps in one epoch (a last partial batch counts unless the recipe drops it)."""
-    count, batch_size = len(data.train[1]), config.training_recipe().batch_size
-    return count // batch_size if _drops_last_batch(config, data) else -(-count // batch_size)
-
-
-def build_model(config: RunConfig, data: PreparedData, run: runs.RunFolder | None = None):
-    """Build and compile the recipe's model, seeded, inside the configured strategy's scope.
-
-    The strategy (``config.strategy``, see ``cifar_cnn.distribute``) is created first,
-    because ``MultiWorkerMirroredStrategy`` must exist before TensorFlow's first operation.
-    Every variable (preprocessing statistics, weights, optimizer) is then created in its
-    scope, so it is mirrored over all replicas; the model remembers the strategy and
-    :func:`train_model` trains with it. The recipe comes from ``config.training_recipe()``.
+    The strategy (``cifar_cnn.distribute``) is created first, because
+    ``MultiWorkerMirroredStrategy`` must exist before TensorFlow's first operation. Every
+    variable (preprocessing statistics, weights, optimizer) is then created in its scope, so
+    it is mirrored over all replicas; the model remembers the strategy and
+    :func:`train_model` trains with it.
 
     Args:
-        config: The run configuration.
-        data: The run's data (standardisation statistics come from its training split).
+        plan: The resolved run: recipe, precision, strategy, XLA.
         run: The run folder, whose ``run.log`` receives TensorFlow's device messages (None:
             they are printed as usual).
+        data: The run's data (standardisation statistics come from its training split).
 
     Returns:
         A compiled ``keras.Model``.
@@ -210,23 +181,24 @@ def build_model(config: RunConfig, data: PreparedData, run: runs.RunFolder | Non
     with native_stderr_to(run.log_path if run else None):
         from cifar_cnn import distribute, models, precision, train
 
-        strategy = distribute.make_strategy(config.strategy)
-        recipe = config.training_recipe()
-        precision.apply_precision(recipe.precision)
-        train.set_seeds(config.seed)
+        strategy = distribute.make_strategy(plan.strategy)
+        precision.apply_precision(plan.precision)
+        train.set_seeds(plan.config.seed)
         with strategy.scope():
+            recipe = plan.recipe
             preprocessing = data_module.preprocessing_layer(recipe.preprocessing, data.train[0])
             model = models.build_model(recipe.model, preprocessing=preprocessing,
                                        train_images=data.train[0])
-            return train.compile_model(model, recipe, steps_per_epoch(config, data),
-                                       jit_compile="auto" if config.xla is None else config.xla)
+            optimizer = train.make_optimizer(recipe, plan.steps_per_epoch(len(data.train[1])))
+            return train.compile_model(model, optimizer, train.make_loss(recipe),
+                                       jit_compile=plan.jit_compile)
 
 
-def make_datasets(config: RunConfig, data: PreparedData):
+def make_datasets(plan: ResolvedRun, data: PreparedData):
     """The training and per-epoch monitoring pipelines, and the callbacks the first needs.
 
     Args:
-        config: The run configuration.
+        plan: The resolved run.
         data: The run's data.
 
     Returns:
@@ -235,20 +207,19 @@ def make_datasets(config: RunConfig, data: PreparedData):
     """
     from cifar_cnn.augment import make_augmenter
 
-    recipe = config.training_recipe()
-    augmenter = make_augmenter(recipe.augmentations, seed=config.seed)
+    augmenter = make_augmenter(plan.recipe.augmentations, seed=plan.config.seed)
     images, labels = data.train
     if augmenter is not None:
         images = augmenter.prepare(images)
-    train_dataset = data_module.make_dataset(images, labels, recipe.batch_size, shuffle=True,
-                                             seed=config.seed, augment=augmenter,
-                                             drop_remainder=_drops_last_batch(config, data))
+    train_dataset = data_module.make_dataset(
+        images, labels, plan.recipe.batch_size, shuffle=True, seed=plan.config.seed,
+        augment=augmenter, drop_remainder=plan.drops_last_batch(len(labels)))
     monitor_dataset = data_module.make_dataset(*data.monitored, batch_size=500)
     callback = augmenter.callback() if augmenter is not None else None
     return train_dataset, monitor_dataset, [callback] if callback else []
 
 
-def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolder,
+def train_model(plan: ResolvedRun, run: runs.RunFolder, data: PreparedData, model,
                 print_epochs: bool = True, extra_callbacks=()):
     """Fit the model under its strategy, recording into (and resuming from) the run folder.
 
@@ -258,11 +229,11 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
     (``distribute.fit_multi_worker``, where the reason is given).
 
     Args:
-        model: The compiled model from :func:`build_model`.
-        config: The run configuration.
-        data: The run's data.
+        plan: The resolved run.
         run: The run folder.
-        print_epochs: Print one line per epoch.
+        data: The run's data.
+        model: The compiled model from :func:`build_model`.
+        print_epochs: Print one line per epoch (and, where a person watches, progress).
         extra_callbacks: More Keras callbacks.
 
     Returns:
@@ -271,21 +242,22 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
     run.check_open()  # A finished run's files are final: refuse before any work.
     from cifar_cnn import distribute, train
 
-    epochs = config.training_recipe().epochs
-    train_dataset, monitor_dataset, callbacks = make_datasets(config, data)
+    train_dataset, monitor_dataset, callbacks = make_datasets(plan, data)
     callbacks += list(extra_callbacks)
-    if config.tensorboard:
+    if plan.config.tensorboard:
         from cifar_cnn.tensorboard_logging import tensorboard_callback
 
         callbacks.append(tensorboard_callback(run.path))
     options = dict(validation_dataset=monitor_dataset, extra_callbacks=callbacks,
                    monitor_best=data.validation is not None, print_epochs=print_epochs)
     strategy = model.distribute_strategy
+    epochs = plan.recipe.epochs
     with native_stderr_to(run.log_path):
         if distribute.is_multi_worker(strategy):
             # A non-chief writes a scratch folder; it resumes from the chief's, known by
             # name only when run_name is given (without it the run is new).
-            chief_folder = runs.run_folder_path(config) if config.run_name else run.path
+            chief_folder = runs.run_folder_path(plan.config) if plan.config.run_name \
+                else run.path
             training = distribute.fit_multi_worker(model, train_dataset, epochs,
                                                    run.path, resume_directory=chief_folder,
                                                    **options)
@@ -293,16 +265,17 @@ def train_model(model, config: RunConfig, data: PreparedData, run: runs.RunFolde
             # In the scope, optimizer slots that a resume builds before fit are mirrored too.
             with strategy.scope():
                 training = train.fit(model, train_dataset, epochs, run.path, **options)
-    # What "auto" chose, for metrics.json.
-    training.strategy = distribute.resolve_strategy_name(config.strategy)
+    training.strategy = plan.strategy
     training.replicas = int(strategy.num_replicas_in_sync)
     return training
 
 
-def training_figures(run: runs.RunFolder, data: PreparedData, training) -> dict:
+def training_figures(plan: ResolvedRun, run: runs.RunFolder, data: PreparedData,
+                     training) -> dict:
     """Draw and save the learning curves.
 
     Args:
+        plan: The resolved run.
         run: The run folder.
         data: The run's data (names what the validation curve measures).
         training: The ``TrainingResult``.
@@ -317,28 +290,32 @@ def training_figures(run: runs.RunFolder, data: PreparedData, training) -> dict:
         "training_curves": plots.training_curves(training.history, data.validation_label)})
 
 
-def evaluate_model(model, config: RunConfig, data: PreparedData):
-    """Evaluate on the test set, with the recipe's test-time augmentation when ``config.tta``.
+def evaluate_model(plan: ResolvedRun, data: PreparedData, model,
+                   progress_label: str | None = None):
+    """Evaluate on the test set, averaging the resolved test-time views.
 
     Args:
-        model: The trained model.
-        config: The run configuration.
+        plan: The resolved run (``plan.recipe.test_time_augmentation``: the views).
         data: The run's data.
+        model: The trained model.
+        progress_label: A terminal counter's label, or None for none.
 
     Returns:
         A ``cifar_cnn.evaluate.Evaluation``.
     """
     from cifar_cnn import evaluate
 
-    recipe = config.training_recipe()
     return evaluate.evaluate_model(model, *data.test,
-                                   test_time_augmentation=recipe.test_time_augmentation)
+                                   test_time_augmentation=plan.recipe.test_time_augmentation,
+                                   progress_label=progress_label)
 
 
-def evaluation_figures(run: runs.RunFolder, data: PreparedData, evaluation) -> dict:
+def evaluation_figures(plan: ResolvedRun, run: runs.RunFolder, data: PreparedData,
+                       evaluation) -> dict:
     """Draw and save per-class accuracy, the confusion matrix and misclassified images.
 
     Args:
+        plan: The resolved run.
         run: The run folder.
         data: The run's data.
         evaluation: The test ``Evaluation``.
@@ -361,11 +338,11 @@ def evaluation_figures(run: runs.RunFolder, data: PreparedData, evaluation) -> d
     })
 
 
-def final_metrics(config: RunConfig, data: PreparedData, training, evaluation) -> dict:
+def final_metrics(plan: ResolvedRun, data: PreparedData, training, evaluation) -> dict:
     """The run's ``metrics.json``: results, timings and where the data came from.
 
     Args:
-        config: The run configuration.
+        plan: The resolved run.
         data: The run's data.
         training: The ``TrainingResult``.
         evaluation: The test ``Evaluation``.
@@ -373,13 +350,11 @@ def final_metrics(config: RunConfig, data: PreparedData, training, evaluation) -
     Returns:
         A JSON-ready dictionary.
     """
-    import keras
-
     monitored = training.series("val_accuracy")
     epoch_seconds = training.series("seconds")
     metrics = evaluation.summary(data.class_names)
     metrics.update({
-        "recipe": config.recipe,
+        "recipe": plan.recipe.name,
         "epochs": len(training.history),
         "train_examples": int(len(data.train[1])),
         "test_examples": int(len(data.test[1])),
@@ -392,10 +367,10 @@ def final_metrics(config: RunConfig, data: PreparedData, training, evaluation) -
         "mean_seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
         "train_images_per_second": (len(data.train[1]) * len(epoch_seconds)
                                     / sum(epoch_seconds)) if epoch_seconds else None,
-        "precision_policy": keras.mixed_precision.global_policy().name,
+        "precision_policy": plan.precision,
         "strategy": training.strategy,
         "replicas": training.replicas,
-        "test_time_augmentation": config.training_recipe().test_time_augmentation,
+        "test_time_augmentation": plan.recipe.test_time_augmentation,
         "resumed_from_epoch": training.resumed_from_epoch,
         "data_source": data.source,
         "data_load_seconds": data.load_seconds,
@@ -403,15 +378,15 @@ def final_metrics(config: RunConfig, data: PreparedData, training, evaluation) -
     return metrics
 
 
-def finish_run(run: runs.RunFolder, model, config: RunConfig, data: PreparedData, training,
+def finish_run(plan: ResolvedRun, run: runs.RunFolder, data: PreparedData, model, training,
                evaluation) -> dict:
     """Save the model, then write ``metrics.json`` last: the run is complete.
 
     Args:
+        plan: The resolved run.
         run: The run folder.
-        model: The trained model.
-        config: The run configuration.
         data: The run's data.
+        model: The trained model.
         training: The ``TrainingResult``.
         evaluation: The test ``Evaluation``.
 
@@ -419,46 +394,54 @@ def finish_run(run: runs.RunFolder, model, config: RunConfig, data: PreparedData
         The metrics written.
     """
     run.check_open()
-    metrics = final_metrics(config, data, training, evaluation)
+    metrics = final_metrics(plan, data, training, evaluation)
     run.save_model(model)
     run.finish(metrics)
     return metrics
 
 
-def close_run(run: runs.RunFolder) -> None:
-    """Release the run folder: a multi-worker non-chief's scratch folder is deleted."""
+def close_run(plan: ResolvedRun, run: runs.RunFolder) -> None:
+    """Release the run folder: a multi-worker non-chief's scratch folder is deleted.
+
+    Args:
+        plan: The resolved run.
+        run: The run folder.
+    """
     run.close()
 
 
-def run_experiment(config: RunConfig, print_epochs: bool = True, extra_callbacks=()):
+def run_experiment(plan: ResolvedRun | RunConfig, print_epochs: bool = True,
+                   extra_callbacks=()):
     """Run every step, figures included, exactly as the notebook does.
 
     On an error the run is marked failed in ``run.json`` (its training state stays, so the
     same command resumes) and a completed run it was replacing is put back.
 
     Args:
-        config: The run configuration.
-        print_epochs: Print one line per epoch.
+        plan: The resolved run (a ``RunConfig`` is resolved first, with :func:`resolve_run`).
+        print_epochs: Print one line per epoch (and, where a person watches, progress).
         extra_callbacks: More Keras callbacks for training.
 
     Returns:
         ``(run, metrics)``: the ``runs.RunFolder`` (on a non-chief multi-worker process a
         scratch folder, already deleted) and the metrics written.
     """
-    run = open_run(config)
+    if isinstance(plan, RunConfig):
+        plan = resolve_run(plan)
+    run = open_run(plan)
     try:
-        data = prepare_data(config)
-        data_figures(run, data)
-        model = build_model(config, data, run)
-        training = train_model(model, config, data, run, print_epochs=print_epochs,
+        data = prepare_data(plan)
+        data_figures(plan, run, data)
+        model = build_model(plan, run, data)
+        training = train_model(plan, run, data, model, print_epochs=print_epochs,
                                extra_callbacks=extra_callbacks)
-        training_figures(run, data, training)
-        evaluation = evaluate_model(model, config, data)
-        evaluation_figures(run, data, evaluation)
-        metrics = finish_run(run, model, config, data, training, evaluation)
+        training_figures(plan, run, data, training)
+        evaluation = evaluate_model(plan, data, model)
+        evaluation_figures(plan, run, data, evaluation)
+        metrics = finish_run(plan, run, data, model, training, evaluation)
     except BaseException as error:
         run.fail(error)
         raise
     finally:
-        close_run(run)
+        close_run(plan, run)
     return run, metrics

@@ -8,7 +8,9 @@ terminal they bury the run's own lines. They are written below the Python level,
 descriptor 2, so the only way to keep them is to point that descriptor at a file for a
 while. :func:`native_stderr_to` does that, appending to the run folder's ``run.log``;
 Python's own ``sys.stderr`` (tracebacks, warnings in Jupyter) is left alone where it is
-not file descriptor 2.
+not file descriptor 2. Messages printed before any run folder exists (resolving a run
+imports TensorFlow) are held by :func:`hold_native_stderr` and written to the first
+run log opened afterwards.
 """
 
 from __future__ import annotations
@@ -16,13 +18,44 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
+
+# Bytes written to descriptor 2 while held, waiting for the next run log. Bounded: start-up
+# messages are a few kilobytes; anything past the bound is dropped, not kept in memory.
+_HELD_LIMIT_BYTES = 1_000_000
+_held = bytearray()
+
+
+def _flush_python_stderr() -> None:
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError):
+        pass
+
+
+@contextlib.contextmanager
+def _descriptor_2_into(file) -> Iterator[None]:
+    """Point file descriptor 2 at an open binary file while the block runs, then restore it."""
+    _flush_python_stderr()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        try:
+            yield
+        finally:
+            _flush_python_stderr()
+            os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 @contextlib.contextmanager
 def native_stderr_to(path: str | os.PathLike | None) -> Iterator[None]:
     """Send everything written to file descriptor 2 into ``path`` while the block runs.
+
+    Messages held by :func:`hold_native_stderr` are written first.
 
     Args:
         path: The log file (appended to; its folder is created), or None to change nothing.
@@ -33,25 +66,31 @@ def native_stderr_to(path: str | os.PathLike | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    try:
-        sys.stderr.flush()
-    except (AttributeError, ValueError):
-        pass
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    saved = os.dup(2)
-    try:
-        with open(Path(path), "ab") as log:
-            os.dup2(log.fileno(), 2)
-            try:
+    with open(Path(path), "ab") as log:
+        if _held:
+            log.write(bytes(_held))
+            log.flush()
+            _held.clear()
+        with _descriptor_2_into(log):
+            yield
+
+
+@contextlib.contextmanager
+def hold_native_stderr() -> Iterator[None]:
+    """Keep what is written to file descriptor 2 during the block for the next run log.
+
+    Yields:
+        Nothing; descriptor 2 is restored afterwards, also on an exception, and what was
+        written waits in memory (at most ``_HELD_LIMIT_BYTES``) for :func:`native_stderr_to`.
+    """
+    with tempfile.TemporaryFile() as held:
+        try:
+            with _descriptor_2_into(held):
                 yield
-            finally:
-                try:
-                    sys.stderr.flush()
-                except (AttributeError, ValueError):
-                    pass
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
+        finally:
+            held.seek(0)
+            _held.extend(held.read(max(0, _HELD_LIMIT_BYTES - len(_held))))
 
 
-__all__ = ["native_stderr_to"]
+__all__ = ["hold_native_stderr", "native_stderr_to"]

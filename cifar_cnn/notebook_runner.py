@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from cifar_cnn import run_lock, runs
+from cifar_cnn import progress, run_lock, run_reuse, runs
 from cifar_cnn.config import RunConfig
 
 MAIN_NOTEBOOK_NAME = "cifar10_cnn.ipynb"
@@ -38,7 +38,7 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
     """Run the notebook through papermill, writing the executed copy into its run folder.
 
     The parameters are validated and the run folder checked with the run-folder rule
-    (``runs.existing_run_state``) before a kernel starts, so a bad value or a completed run
+    (``run_reuse.existing_run_state``) before a kernel starts, so a bad value or a completed run
     fails here and nothing in the folder is touched. The run name is fixed before execution
     so that the executed notebook goes straight into ``<run folder>/notebook.ipynb``. A
     completed run replaced under ``overwrite`` is set aside, deleted once the new run
@@ -75,15 +75,16 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
     # before a kernel starts.
     lock = run_lock.acquire(run_folder, command="cifar-cnn notebook runner", take_over=False)
     try:
-        existing = runs.existing_run_state(run_folder, config, given_parameters=set(parameters))
-        if existing.state in (runs.DONE, runs.CONFLICT):
+        existing = run_reuse.existing_run_state(run_folder, config, given_parameters=set(parameters))
+        if existing.state in (run_reuse.DONE, run_reuse.CONFLICT):
             raise ValueError(existing.reason)
-        replaced = runs.set_aside(run_folder) if existing.state == runs.REPLACE else None
+        replaced = run_reuse.set_aside(run_folder) if existing.state == run_reuse.REPLACE else None
         completed = False
         try:
             run_folder.mkdir(parents=True, exist_ok=True)
             with open(run_folder / runs.LOG_FILE, "a") as log, \
-                    run_lock.delegated_to_children(lock):
+                    run_lock.delegated_to_children(lock), \
+                    progress.quiet_in_child_processes():  # A log keeps lines, never redraws.
                 papermill.execute_notebook(
                     str(notebook), str(run_folder / runs.NOTEBOOK_FILE), parameters=parameters,
                     cwd=str(Path.cwd()), progress_bar=progress_bar, log_output=False,
@@ -93,9 +94,9 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
         finally:
             if replaced is not None:
                 if completed:
-                    runs.discard(replaced)
+                    run_reuse.discard(replaced)
                 else:
-                    runs.restore(replaced, run_folder)
+                    run_reuse.restore(replaced, run_folder)
     finally:
         lock.release()
     return run_folder

@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from cifar_cnn.images import IMAGE_SIZE, one_line_error
-from cifar_cnn.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, UNREADABLE, read_run
+from cifar_cnn.run_catalog import read_run
+from cifar_cnn.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, UNREADABLE
 
 MODEL_SUFFIXES = (".keras", ".h5")
 

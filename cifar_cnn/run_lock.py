@@ -7,7 +7,7 @@ runner, a sweep worker, a benchmark) holds ``<runs folder>/.<run name>.lock`` wi
 - a second start of a held run is refused at once, naming the holder (process, host,
   start time, command) that the lock file records;
 - a run whose ``run.json`` says "running" while its lock is free was, for certain,
-  interrupted (``runs.read_run`` tells the two apart).
+  interrupted (``run_catalog.read_run`` tells the two apart).
 
 The lock file lies beside the run folder, not inside it, because a run replaced under
 ``overwrite`` is moved aside while its replacement starts: a lock inside would move with it.
@@ -193,7 +193,7 @@ def lock_file(path: Path, command: str | None = None) -> RunLock:
     """Lock a file exclusively for this process and write who holds it into it.
 
     The one locking primitive of the package: run folders (:func:`acquire`) and sweep
-    output folders (``cifar_cnn.sweep``) both use it.
+    output folders (``cifar_cnn.sweep_lock``) both use it.
 
     Args:
         path: The lock file (created, with its folder, if needed).

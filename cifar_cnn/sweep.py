@@ -30,16 +30,16 @@ At the end the runs are compared (:mod:`cifar_cnn.compare`).
 Each execution is a separate ``python`` process driving papermill (and papermill its own
 kernel), so runs are isolated, their output can be streamed line by line with the run's
 name in front, and each gets its own environment. ``workers`` of them run side by side.
+
+This module runs a sweep; its parts live apart: what a sweep is (:mod:`cifar_cnn.sweep_spec`),
+its plan (:mod:`cifar_cnn.sweep_plan`), the lock on its output folder
+(:mod:`cifar_cnn.sweep_lock`), how many executions run at once and in what environment
+(:mod:`cifar_cnn.sweep_workers`), and one execution (:mod:`cifar_cnn.sweep_execution`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
-import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -47,315 +47,31 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TextIO
+from typing import Any, Mapping, TextIO
 
-from cifar_cnn import run_lock
+from cifar_cnn import run_catalog
 from cifar_cnn import runs as run_folders
-from cifar_cnn.config import RunConfig
 from cifar_cnn.files import write_json
-from cifar_cnn.runs import COMPLETE, FAILED, PENDING, RUNNING, SKIPPED, utc_now
+from cifar_cnn.runs import COMPLETE, FAILED, PENDING, RUNNING, SKIPPED, SWEEP_STATUSES, utc_now
+from cifar_cnn.sweep_execution import (
+    ExecutionRequest,
+    Executor,
+    notebook_error,
+    papermill_subprocess_executor,
+)
+from cifar_cnn.sweep_lock import output_folder_lock
+from cifar_cnn.sweep_plan import SweepRun, plan_sweep, read_test_accuracy
 from cifar_cnn.sweep_spec import (
     SweepSpec,
     check_workers,
-    expand_parameter_sets,
     load_sweep_file,
-    run_names,
     sanitize,
     varying_parameters,
 )
-
-# Run statuses in sweep.json (defined with the run folder): "skipped" is complete before
-# this sweep started.
-STATUSES = run_folders.SWEEP_STATUSES
-SWEEP_LOCK_FILE = ".sweep.lock"
+from cifar_cnn.sweep_workers import default_workers, worker_environment
 
 # Lines of a run's output streamed when not verbose (the sweep reports each outcome itself).
 PROGRESS_LINE = re.compile(r"^(epoch \d+/\d+|resuming after epoch)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Planning
-
-
-@dataclass
-class SweepRun:
-    """One run of a sweep and what happened to it (a row of ``sweep.json``).
-
-    Attributes:
-        index: 1-based position in the sweep.
-        run_name: The run folder's name.
-        parameters: The parameter set as the sweep gave it (no output_dir, no run_name).
-        run_folder: ``<output_dir>/<run_name>``.
-        status: One of ``STATUSES``.
-        error: Why it failed (``ExceptionName: message``), or None.
-        failed_at: ``"validation"`` (never executed) or ``"execution"``, or None.
-        resumed: Its folder held an interrupted run, which this execution continues.
-        started_at: When its execution started (UTC, ISO 8601).
-        finished_at: When its execution ended.
-        seconds: Wall-clock seconds of the execution.
-        notebook: The executed notebook, once one exists.
-        test_accuracy: From ``metrics.json`` once complete.
-    """
-
-    index: int
-    run_name: str
-    parameters: dict[str, Any]
-    run_folder: Path
-    status: str = PENDING
-    error: str | None = None
-    failed_at: str | None = None
-    resumed: bool = False
-    started_at: str | None = None
-    finished_at: str | None = None
-    seconds: float | None = None
-    notebook: Path | None = None
-    test_accuracy: float | None = None
-
-    def notebook_parameters(self) -> dict[str, Any]:
-        """The parameters papermill injects: the set plus the folder it must write to."""
-        return {**self.parameters, "output_dir": str(self.run_folder.parent),
-                "run_name": self.run_name}
-
-    def to_record(self) -> dict[str, Any]:
-        """The JSON-ready row of ``sweep.json``."""
-        record = dataclasses.asdict(self)
-        record["run_folder"] = str(self.run_folder)
-        record["notebook"] = str(self.notebook) if self.notebook else None
-        return record
-
-
-def _read_test_accuracy(run_folder: Path) -> float | None:
-    return run_folders.read_run(run_folder).test_accuracy
-
-
-def sweep_output_dir(spec: SweepSpec) -> Path:
-    """The folder of a sweep's run folders: its output_dir, else base's, else the runs folder."""
-    return run_folders.runs_folder(spec.output_dir or spec.base.get("output_dir"))
-
-
-class SweepLockedError(ValueError):
-    """Another sweep is running in the same output folder."""
-
-
-@contextlib.contextmanager
-def output_folder_lock(output_dir: Path) -> Iterator[None]:
-    """Hold the output folder for one sweep at a time.
-
-    Two sweeps in one folder would execute the same pending runs side by side and write one
-    status file. The lock is an ``flock`` on ``<output_dir>/.sweep.lock``: the system
-    releases it when the process ends, however it ends, so a killed sweep never leaves a
-    stale lock. The file names the holder, for the message the second sweep prints.
-
-    Args:
-        output_dir: The sweep's output folder (created if needed).
-
-    Raises:
-        SweepLockedError: Another sweep holds the folder.
-    """
-    try:
-        lock = run_lock.lock_file(output_dir / SWEEP_LOCK_FILE, command="cifar-cnn sweep")
-    except run_lock.RunInUseError as busy:
-        raise SweepLockedError(
-            f"{output_dir} is in use by another sweep ({run_lock.describe_holder(busy.record)})."
-            " Wait for it to finish, or give this sweep another output_dir.") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def plan_sweep(spec: SweepSpec) -> tuple[Path, list[SweepRun]]:
-    """Expand, name and validate every parameter set, and see which are already done.
-
-    Nothing is executed. Invalid sets come back ``failed`` (``failed_at="validation"``),
-    runs whose folder holds a completed run of the same config come back ``skipped``, a
-    folder holding a different config is ``failed``; the rest are ``pending``.
-
-    Args:
-        spec: The sweep.
-
-    Returns:
-        ``(output_dir, runs)``.
-    """
-    # Where run folders go and what they are called is the sweep's business, not a value
-    # that may vary from run to run (an explicit run_name in a runs entry is the exception).
-    for key, place in (("output_dir", spec.grid), ("run_name", spec.grid),
-                       ("run_name", spec.base)):
-        if key in place:
-            where = "grid" if place is spec.grid else "base"
-            raise ValueError(f"{key} cannot be set in the sweep's {where}: run folders are "
-                             "named from the parameters (use name for a prefix, output_dir "
-                             "for their folder, or run_name in a runs entry).")
-    if any("output_dir" in run for run in spec.runs):
-        raise ValueError("output_dir cannot be set in a runs entry: all of a sweep's run "
-                         "folders go under the sweep's output_dir.")
-    for index, run in enumerate(spec.runs):
-        if "run_name" in run and (not isinstance(run["run_name"], str)
-                                  or sanitize(run["run_name"]) != run["run_name"]):
-            raise ValueError(f"runs[{index}]: run_name must be a plain folder name of letters, "
-                             f"digits, '.', '_' and '-', got {run['run_name']!r}.")
-    base = dict(spec.base)
-    base.pop("output_dir", None)
-    output_dir = sweep_output_dir(spec)
-    parameter_sets = expand_parameter_sets(base, spec.grid, spec.runs)
-    names = run_names(parameter_sets, prefix=spec.name)
-    runs = []
-    for index, (parameters, name) in enumerate(zip(parameter_sets, names), start=1):
-        parameters = {key: value for key, value in parameters.items() if key != "run_name"}
-        run = SweepRun(index=index, run_name=name, parameters=parameters,
-                       run_folder=output_dir / name)
-        try:
-            config = RunConfig.from_parameters(run.notebook_parameters())
-        except (ValueError, TypeError) as error:
-            run.status, run.failed_at = FAILED, "validation"
-            run.error = f"{type(error).__name__}: {error}"
-            runs.append(run)
-            continue
-        # The one rule of run folders (runs.existing_run_state), as start_run applies it.
-        existing = run_folders.existing_run_state(run.run_folder, config,
-                                                  given_parameters=set(run.parameters))
-        if existing.state == run_folders.DONE:
-            run.status, run.test_accuracy = SKIPPED, _read_test_accuracy(run.run_folder)
-            notebook = run.run_folder / run_folders.NOTEBOOK_FILE
-            run.notebook = notebook if notebook.is_file() else None
-        elif existing.state == run_folders.CONFLICT:
-            # Caught here rather than in the notebook, so nothing is executed to find it out.
-            run.status, run.failed_at = FAILED, "validation"
-            run.error = f"ValueError: {existing.reason}"
-        run.resumed = existing.state == run_folders.RESUME
-        runs.append(run)
-    return output_dir, runs
-
-
-# ---------------------------------------------------------------------------------------------
-# Executing
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # The cores this process may use (containers).
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _gpu_present() -> bool:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
-
-
-def default_workers(cpu_count: int | None = None, gpu_present: bool | None = None) -> int:
-    """How many notebooks to execute side by side when the sweep does not say.
-
-    One per two usable cores (each TensorFlow kernel then keeps two threads; on a 2-core
-    machine that is 1), and 1 when an NVIDIA GPU is present, because each kernel would
-    try to take the whole GPU's memory.
-
-    Args:
-        cpu_count: Usable cores (default: this process's CPU affinity).
-        gpu_present: Whether a GPU is present (default: look for /dev/nvidia0).
-
-    Returns:
-        At least 1.
-    """
-    cpu_count = _usable_cpus() if cpu_count is None else cpu_count
-    gpu_present = _gpu_present() if gpu_present is None else gpu_present
-    return 1 if gpu_present else max(1, cpu_count // 2)
-
-
-def worker_environment(workers: int, cpu_count: int | None = None,
-                       base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of each execution: threads shared out when several run at once.
-
-    Each TensorFlow kernel otherwise sizes its thread pools to the whole machine, and
-    ``workers`` of them would fight over the cores. Variables already set are kept.
-
-    Args:
-        workers: Executions running side by side.
-        cpu_count: Usable cores (default: this process's CPU affinity).
-        base: The environment to start from (default: ``os.environ``).
-
-    Returns:
-        The environment for the execution's process.
-    """
-    environment = dict(os.environ if base is None else base)
-    environment["PYTHONUNBUFFERED"] = "1"  # Epoch lines arrive as they are printed.
-    if workers > 1:
-        threads = max(1, (_usable_cpus() if cpu_count is None else cpu_count) // workers)
-        environment.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-        environment.setdefault("TF_NUM_INTEROP_THREADS", str(min(2, threads)))
-        environment.setdefault("OMP_NUM_THREADS", str(threads))
-        environment.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    return environment
-
-
-@dataclass(frozen=True)
-class ExecutionRequest:
-    """One notebook execution, as handed to an executor.
-
-    Attributes:
-        notebook: The notebook to run.
-        output_notebook: Where papermill writes the executed copy.
-        parameters: The parameters papermill injects.
-        cwd: The kernel's working folder.
-        environment: The process environment.
-        on_output: Called with every line the execution prints, without its newline.
-    """
-
-    notebook: Path
-    output_notebook: Path
-    parameters: dict[str, Any]
-    cwd: Path
-    environment: dict[str, str]
-    on_output: Callable[[str], None]
-
-
-def papermill_subprocess_executor(request: ExecutionRequest) -> int:
-    """Execute the notebook in a child ``python`` process, streaming its output.
-
-    The child runs ``cifar_cnn.notebook_runner`` (the same path as ``cifar-cnn notebook``):
-    papermill with the notebook's standard output on the child's, its standard error in the
-    run folder's log.
-
-    Args:
-        request: What to execute.
-
-    Returns:
-        The child's exit status (0: the notebook ran to the end).
-    """
-    payload = json.dumps({"notebook": str(request.notebook), "parameters": request.parameters})
-    with subprocess.Popen([sys.executable, "-m", "cifar_cnn.notebook_runner", payload],
-                          cwd=request.cwd,
-                          env=request.environment, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                          errors="replace", bufsize=1) as process:
-        for line in process.stdout:
-            request.on_output(line.rstrip("\n"))
-        return process.wait()
-
-
-Executor = Callable[[ExecutionRequest], int]
-
-
-def notebook_error(path: Path) -> str | None:
-    """The first error an executed notebook shows, as ``ExceptionName: message``.
-
-    Args:
-        path: An executed notebook.
-
-    Returns:
-        The error, or None when it has none (or cannot be read).
-    """
-    try:
-        notebook = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    for cell in notebook.get("cells", []):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                message = output.get("evalue")
-                return f"{output.get('ename')}: {message}" if message else output.get("ename")
-    return None
 
 
 @dataclass
@@ -382,7 +98,8 @@ class SweepResult:
     @property
     def counts(self) -> dict[str, int]:
         """How many runs have each status."""
-        return {status: sum(run.status == status for run in self.runs) for status in STATUSES}
+        return {status: sum(run.status == status for run in self.runs)
+                for status in SWEEP_STATUSES}
 
 
 class _Sweep:
@@ -408,7 +125,8 @@ class _Sweep:
 
     def record(self) -> None:
         """Rewrite the status file; called after every change, under the lock."""
-        counts = {status: sum(run.status == status for run in self.runs) for status in STATUSES}
+        counts = {status: sum(run.status == status for run in self.runs)
+                  for status in SWEEP_STATUSES}
         write_json(self.status_path, {
             "name": self.spec.name, "status": self.state, "output_dir": str(self.output_dir),
             "notebook": str(self.notebook), "workers": self.workers,
@@ -462,7 +180,7 @@ class _Sweep:
             run.finished_at, run.seconds = utc_now(), round(seconds, 3)
             run.notebook = output_notebook if output_notebook.is_file() else None
             if complete:
-                run.status, run.test_accuracy = COMPLETE, _read_test_accuracy(run.run_folder)
+                run.status, run.test_accuracy = COMPLETE, read_test_accuracy(run.run_folder)
             else:
                 run.status, run.failed_at, run.error = FAILED, "execution", error
             self.record()
@@ -512,10 +230,10 @@ class _Sweep:
             # A folder that failed validation holds someone else's config (or nothing).
             if run.failed_at != "validation" \
                     and (run.run_folder / run_folders.CONFIG_FILE).is_file():
-                summary = run_folders.read_run(run.run_folder)
+                summary = run_catalog.read_run(run.run_folder)
                 summary.name = run.run_name
             else:
-                summary = run_folders.RunSummary(name=run.run_name,
+                summary = run_catalog.RunSummary(name=run.run_name,
                                                  config=compare.nominal_config(run.parameters))
             if run.status == FAILED:
                 summary.status, summary.error = FAILED, run.error
@@ -585,7 +303,7 @@ def run_sweep(sweep: SweepSpec | Mapping[str, Any] | str | Path, *, workers: int
         with sweep_runner.lock:
             sweep_runner.record()
     counts = {status: count for status, count in
-              ((status, sum(run.status == status for run in runs)) for status in STATUSES)
+              ((status, sum(run.status == status for run in runs)) for status in SWEEP_STATUSES)
               if count}
     sweep_runner.say("sweep finished: " + ", ".join(f"{count} {status}"
                                                    for status, count in counts.items()))

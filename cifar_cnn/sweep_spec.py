@@ -185,7 +185,8 @@ class SweepSpec:
         runs: Explicit parameter sets, each on top of ``base``.
         name: Optional prefix of every run name (and of the sweep's status file).
         output_dir: Folder of the run folders (default: ``base['output_dir']``, else "runs").
-        workers: Executions side by side (default: :func:`default_workers`).
+        workers: Executions side by side (default:
+            :func:`cifar_cnn.sweep_workers.default_workers`).
     """
 
     base: dict[str, Any] = field(default_factory=dict)
@@ -200,7 +201,7 @@ class SweepSpec:
         """Check the structure of a sweep document and build the spec.
 
         Parameter names and values are not checked here: each set is validated on its own
-        by :func:`plan_sweep`, so one bad set does not stop the others.
+        by :func:`cifar_cnn.sweep_plan.plan_sweep`, so one bad set does not stop the others.
 
         Args:
             document: The parsed YAML (or an equivalent dictionary).

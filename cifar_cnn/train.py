@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +11,11 @@ import keras
 
 from cifar_cnn import runs
 from cifar_cnn.checkpoints import TrainingStateCheckpoint, restore_training_state
-from cifar_cnn.files import write_json
 # Imported here (not only where it is built) so that a model saved with it loads with its
 # optimizer wherever this module, like the custom loss below, has been imported.
 from cifar_cnn.muon import AirbenchMuon
 from cifar_cnn.recipes import Recipe
+from cifar_cnn.training_callbacks import EpochLine, EpochProgress, HistoryRecorder
 
 OPTIMIZERS = ("adam", "sgd_nesterov", "muon")
 SCHEDULES = ("constant", "warmup_linear_decay", "linear_decay")
@@ -36,8 +34,8 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int):
     """The recipe's learning rate as a constant or a Keras schedule.
 
     Args:
-        recipe: The run's recipe (``RunConfig.training_recipe()``): names the schedule and
-            gives the peak learning rate and the epochs.
+        recipe: The resolved run's recipe (``ResolvedRun.recipe``): names the schedule
+            and gives the peak learning rate and the epochs.
         steps_per_epoch: Optimizer steps per epoch.
 
     Returns:
@@ -154,94 +152,23 @@ def make_loss(recipe: Recipe) -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy()
 
 
-def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int,
-                  jit_compile: bool | str = "auto") -> keras.Model:
-    """Compile with the recipe's optimizer, sparse cross-entropy and accuracy.
+def compile_model(model: keras.Model, optimizer, loss, jit_compile: bool | str = "auto"
+                  ) -> keras.Model:
+    """Compile with the given optimizer and loss, and accuracy as the metric.
 
     Args:
         model: An uncompiled model ending in softmax probabilities.
-        recipe: The run's recipe (``RunConfig.training_recipe()``), which holds the peak
-            learning rate and the epochs its schedule spans.
-        steps_per_epoch: Optimizer steps per epoch (for schedules).
+        optimizer: From :func:`make_optimizer`.
+        loss: From :func:`make_loss`.
         jit_compile: Passed to ``model.compile`` (XLA).
 
     Returns:
         The same model, compiled.
     """
-    model.compile(
-        optimizer=make_optimizer(recipe, steps_per_epoch),
-        loss=make_loss(recipe),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
-    )
+    model.compile(optimizer=optimizer, loss=loss,
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=jit_compile)
     return model
-
-
-class HistoryRecorder(keras.callbacks.Callback):
-    """Keep every epoch's metrics and wall-clock seconds, on disk after each epoch.
-
-    ``seconds`` is the whole epoch as the user waits for it; ``train_seconds`` leaves out
-    the per-epoch validation pass, for speed comparisons.
-
-    On a resumed run it starts from the rows already recorded for the restored epochs, so
-    the history covers the whole run, not just the part after the restart.
-
-    Args:
-        path: The run's ``history.json``.
-        completed_epochs: Epochs already done (restored) when this fit starts.
-    """
-
-    def __init__(self, path: Path, completed_epochs: int = 0):
-        super().__init__()
-        self.path = Path(path)
-        previous = json.loads(self.path.read_text()) if self.path.is_file() else []
-        # Rows beyond the restored state belong to an epoch whose checkpoint never landed.
-        self.rows = [row for row in previous if row["epoch"] <= completed_epochs]
-        self._epoch_started = 0.0
-        self._validation_started = 0.0
-        self._validation_seconds = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_started = time.perf_counter()
-        self._validation_seconds = 0.0
-
-    def on_test_begin(self, logs=None):
-        self._validation_started = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self._validation_seconds += time.perf_counter() - self._validation_started
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._epoch_started
-        row = {"epoch": epoch + 1, "seconds": seconds,
-               "train_seconds": seconds - self._validation_seconds}
-        row.update({name: float(value) for name, value in (logs or {}).items()})
-        self.rows.append(row)
-        write_json(self.path, self.rows)
-
-
-class EpochLine(keras.callbacks.Callback):
-    """Print one short line per epoch: readable live and in an executed notebook.
-
-    Args:
-        total_epochs: The run's epoch count, for the "3/20" display.
-        stream: Where to print (default standard output).
-    """
-
-    def __init__(self, total_epochs: int, stream=None):
-        super().__init__()
-        self.total_epochs = total_epochs
-        self.stream = stream or sys.stdout
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = " - ".join(f"{name} {value:.4f}" for name, value in (logs or {}).items()
-                             if name != "learning_rate")
-        print(f"epoch {epoch + 1}/{self.total_epochs} - {time.perf_counter() - self._started:.1f}s"
-              f" - {metrics}", file=self.stream, flush=True)
 
 
 @dataclass
@@ -274,7 +201,8 @@ def run_callbacks(run_directory: Path, epochs: int, resumed_from: int, *, extra_
     """The callbacks every training loop here uses, in the order they must run.
 
     History first (so an epoch's row is on disk before its state), then the atomic training
-    state, the caller's callbacks, the best model by ``val_accuracy`` and the epoch line.
+    state, the caller's callbacks, the best model by ``val_accuracy``, the progress within
+    each epoch (wiped at its end) and the epoch line.
 
     Args:
         run_directory: Where ``history.json``, ``training_state/`` and ``best.keras`` go.
@@ -282,7 +210,8 @@ def run_callbacks(run_directory: Path, epochs: int, resumed_from: int, *, extra_
         resumed_from: Epochs restored from an interrupted run.
         extra_callbacks: More Keras callbacks.
         monitor_best: Keep ``best.keras`` by ``val_accuracy`` (needs validation data).
-        print_epochs: Print one line per epoch.
+        print_epochs: Print one line per epoch, and show progress within each epoch where
+            a person watches (``training_callbacks.EpochProgress``; nothing in logs).
 
     Returns:
         ``(history_recorder, callbacks)``.
@@ -298,7 +227,7 @@ def run_callbacks(run_directory: Path, epochs: int, resumed_from: int, *, extra_
             run_directory / runs.BEST_MODEL_FILE, monitor="val_accuracy", mode="max",
             save_best_only=True, initial_value_threshold=best_so_far))
     if print_epochs:
-        callbacks.append(EpochLine(epochs))
+        callbacks += [EpochProgress(epochs), EpochLine(epochs)]
     return recorder, callbacks
 
 
@@ -322,7 +251,8 @@ def fit(model: keras.Model, train_dataset, epochs: int, run_directory: Path, *,
         monitor_best: Keep ``best.keras`` by ``val_accuracy`` (only meaningful on a real
             validation split, never on the test set).
         extra_callbacks: More Keras callbacks (e.g. TensorBoard).
-        print_epochs: Print one line per epoch.
+        print_epochs: Print one line per epoch, and show progress within each epoch where
+            a person watches (a notebook or a terminal; nothing in logs).
 
     Returns:
         A :class:`TrainingResult`.

@@ -32,7 +32,8 @@ def _train_steps(policy: str, jit_compile: bool, initial_weights=None):
         if initial_weights is not None:
             model.set_weights(initial_weights)
         start = [weight.copy() for weight in model.get_weights()]
-        train.compile_model(model, recipe, steps_per_epoch=STEPS, jit_compile=jit_compile)
+        train.compile_model(model, train.make_optimizer(recipe, STEPS), train.make_loss(recipe),
+                            jit_compile=jit_compile)
         losses = [float(model.train_on_batch(IMAGES[step * BATCH:(step + 1) * BATCH],
                                              LABELS[step * BATCH:(step + 1) * BATCH])[0])
                   for step in range(STEPS)]

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_cnn import cli, evaluate, images, predict, runs, tensorboard_logging
+from cifar_cnn import cli, evaluate, images, predict, run_catalog, runs, tensorboard_logging
 from cifar_cnn.cli.runs import format_run_table
 from cifar_cnn.config import RunConfig
 from cifar_cnn.data import CLASS_NAMES
@@ -611,7 +611,7 @@ def test_run_table_formats_missing_values_as_dashes(tmp_path):
     (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh" / "config.json").write_text("{}")
     (tmp_path / "fresh" / "run.json").write_text(json.dumps({"status": "running"}))
-    summaries = runs.list_runs(tmp_path)
+    summaries = run_catalog.list_runs(tmp_path)
     assert [(summary.name, summary.status) for summary in summaries] == [("fresh", "interrupted")]
     assert format_run_table(summaries).splitlines()[1].split() == ["fresh", "-", "-", "-",
                                                                    "interrupted", "-"]

@@ -11,7 +11,7 @@ import papermill
 import pytest
 from matplotlib.figure import Figure
 
-from cifar_cnn import cli, compare, plots
+from cifar_cnn import cli, compare, plots, run_catalog
 from cifar_cnn import runs as run_folders
 from cifar_cnn.config import RunConfig
 
@@ -71,10 +71,10 @@ def test_table_has_only_the_differing_parameters_then_the_results(runs_dir):
 
 
 def test_identical_runs_have_no_parameter_columns_and_errors_get_a_column(tmp_path):
-    runs = [run_folders.read_run(make_run_folder(tmp_path, name, epochs=3))
+    runs = [run_catalog.read_run(make_run_folder(tmp_path, name, epochs=3))
             for name in ("a", "b")]
     assert list(compare.comparison_rows(runs)[0]) == ["run", *RESULTS]
-    runs.append(run_folders.RunSummary(name="c", config=compare.nominal_config({"epochs": 0}),
+    runs.append(run_catalog.RunSummary(name="c", config=compare.nominal_config({"epochs": 0}),
                                        status="failed", error="ValueError: epochs must be >= 1"))
     rows = compare.comparison_rows(runs)
     assert list(rows[0]) == ["run", "epochs", *RESULTS, "error"]
@@ -110,16 +110,16 @@ def test_csv_is_unrounded_and_markdown_is_rounded_and_escaped(runs_dir):
 
 
 def test_finding_run_folders_by_glob_and_location(runs_dir, tmp_path, monkeypatch):
-    assert [path.name for path in run_folders.find_runs(runs_dir, "lr0.003*")] == \
+    assert [path.name for path in run_catalog.find_runs(runs_dir, "lr0.003*")] == \
         ["lr0.003-bs32", "lr0.003-bs64"]
     single = runs_dir / "lr0.001-bs32"
-    assert run_folders.find_runs(single, "ignored*") == [single]
+    assert run_catalog.find_runs(single, "ignored*") == [single]
     # A run folder named twice (itself and through its parent) is read once.
     assert len(compare.load_runs([single, runs_dir])) == 3
     # Without a location: the project's runs folder, whatever the working folder.
     monkeypatch.setenv(run_folders.RUNS_FOLDER_VARIABLE, str(runs_dir))
     monkeypatch.chdir(tmp_path)
-    assert run_folders.find_runs(pattern="lr0.003*") == \
+    assert run_catalog.find_runs(pattern="lr0.003*") == \
         [runs_dir / "lr0.003-bs32", runs_dir / "lr0.003-bs64"]
     assert [run.name for run in compare.load_runs(pattern="lr0.003*")] == \
         ["lr0.003-bs32", "lr0.003-bs64"]
@@ -147,7 +147,7 @@ def test_load_errors_name_the_problem(runs_dir, problem, error, message):
 
 def test_a_damaged_run_folder_is_unreadable_and_does_not_hide_the_others(runs_dir):
     (runs_dir / "lr0.001-bs32" / "metrics.json").write_text("{not json")
-    damaged = run_folders.read_run(runs_dir / "lr0.001-bs32")  # Never raises.
+    damaged = run_catalog.read_run(runs_dir / "lr0.001-bs32")  # Never raises.
     assert damaged.status == run_folders.UNREADABLE == "unreadable"
     assert re.search(r"metrics\.json is not valid JSON .*damaged", damaged.error)
     assert "\n" not in damaged.error
@@ -165,14 +165,47 @@ def test_figures_draw_every_curve_and_every_bar(runs_dir):
     curves = plots.validation_curves_figure(runs)
     assert isinstance(curves, Figure)
     axis = curves.axes[0]
-    assert [line.get_label() for line in axis.get_lines()] == [run.name for run in runs]
+    # Each run is called by what sets it apart, not by its folder's name.
+    labels = ["batch_size=32, learning_rate=0.001", "batch_size=32, learning_rate=0.003",
+              "batch_size=64, learning_rate=0.003"]
+    assert compare.differing_parameters(runs) == ["batch_size", "learning_rate"]
+    assert [line.get_label() for line in axis.get_lines()] == labels
     assert list(axis.get_lines()[1].get_ydata()) == [0.35, 0.6, 0.55]
     assert axis.get_ylabel() == "test accuracy per epoch (no validation split)"
     bars = plots.accuracy_bars_figure(runs).axes[0]
     assert [patch.get_width() for patch in bars.patches] == [0.41, 0.52, 0.0]
     assert [text.get_text() for text in bars.texts] == ["0.4100", "0.5200", "interrupted"]
-    combined = plots.comparison_figure(runs)
+    assert [label.get_text() for label in bars.get_yticklabels()] == labels
+    combined = plots.comparison_figure(runs, labels=["a", "b", "c"])
     assert len(combined.axes) == 2 and len(combined.axes[0].get_lines()) == 3
+    assert [line.get_label() for line in combined.axes[0].get_lines()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="one label per run"):
+        plots.comparison_figure(runs, labels=["a"])
+
+
+def test_runs_named_by_timestamps_are_labelled_by_what_differs(tmp_path):
+    def run(name, **parameters):
+        return run_catalog.read_run(make_run_folder(tmp_path, name, **parameters))
+
+    seeds = [run("20240101-120000", seed=7), run("20240101-120500", seed=42)]
+    assert compare.run_labels(seeds) == ["seed=7", "seed=42"]
+    recipes = [run("r1", recipe="airbench", epochs=2), run("r2", recipe="seed", epochs=20)]
+    assert compare.run_labels(recipes) == ["recipe=airbench, epochs=2", "recipe=seed, epochs=20"]
+    # Nothing differs: the names are all there is.
+    same = [run("same-a", seed=3), run("same-b", seed=3)]
+    assert compare.run_labels(same) == ["same-a", "same-b"]
+    # Two runs that would share a label keep their names beside it.
+    twins = [*seeds, run("20240101-121000", seed=7)]
+    assert compare.run_labels(twins) == ["seed=7 (20240101-120000)", "seed=42",
+                                         "seed=7 (20240101-121000)"]
+    # Many differences: the first few, then how many more.
+    many = [run("m1", seed=1, epochs=2, batch_size=32, learning_rate=0.1),
+            run("m2", seed=2, epochs=3, batch_size=64, learning_rate=0.2)]
+    first, _ = compare.run_labels(many)
+    assert first.count("=") == compare.MAX_LABEL_PARAMETERS and first.endswith(", +1 more")
+    # A run without a readable config keeps its name and does not make every parameter differ.
+    unreadable = run_catalog.RunSummary(name="broken", status="unreadable", error="bad json")
+    assert compare.run_labels([*seeds, unreadable]) == ["seed=7", "seed=42", "broken"]
 
 
 def test_command_writes_csv_markdown_and_png_and_prints_the_table(runs_dir, tmp_path, capsys):

@@ -88,17 +88,16 @@ def test_notebook_parameters_refuse_a_name_papermill_injected_by_mistake():
         notebook_parameters(namespace)
 
 
-def test_training_recipe_carries_the_runs_overrides():
-    config = RunConfig.from_parameters({"recipe": "airbench", "epochs": 3, "learning_rate": 0.5,
-                                        "tta": False}, environ={})
-    recipe = config.training_recipe()
-    assert (recipe.name, recipe.epochs, recipe.learning_rate) == ("airbench", 3, 0.5)
-    assert recipe.batch_size == config.batch_size and recipe.test_time_augmentation == "none"
-    assert RunConfig.from_parameters({"recipe": "airbench"}, environ={}).training_recipe() \
-        .test_time_augmentation == "flip_translate"
-    assert RunConfig.from_parameters({"tta": True}, environ={}).training_recipe() \
-        .test_time_augmentation == "flip"
-    assert recipe.precision == config.mixed_precision
+def test_quick_mode_is_recorded_in_the_config():
+    quick = RunConfig.from_parameters({"recipe": "airbench"}, environ={"CIFAR_CNN_QUICK": "1"})
+    assert quick.quick is True and quick.epochs == 1
+    assert "quick" in quick.to_dict() and quick.to_dict()["quick"] is True
+    # The parameter wins over the environment, both ways.
+    assert RunConfig.from_parameters({"quick": False}, environ={"CIFAR_CNN_QUICK": "1"}).epochs == 20
+    forced = RunConfig.from_parameters({"quick": True, "epochs": 5}, environ={})
+    assert (forced.quick, forced.epochs, forced.max_train_examples) == (True, 1, 512)
+    with pytest.raises(ValueError, match="quick must be True or False"):
+        RunConfig.from_parameters({"quick": "yes"}, environ={})
 
 
 def test_config_is_a_leaf_that_imports_nothing_heavy():

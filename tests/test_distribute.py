@@ -130,11 +130,11 @@ prepared = experiment.PreparedData(train=(images, labels), validation=None,
                                    source="synthetic", load_seconds=0.0)
 
 
-def unshuffled_datasets(config, prepared):
+def unshuffled_datasets(plan, prepared):
     # model.fit under any strategy other than the default draws the dataset once more before
     # epoch 1 (Keras' symbolic build), which shifts a reshuffled order by one epoch: fixed
     # order keeps the comparison about the distributed arithmetic, not about the data order.
-    return (data.make_dataset(*prepared.train, config.batch_size),
+    return (data.make_dataset(*prepared.train, plan.recipe.batch_size),
             data.make_dataset(*prepared.monitored, batch_size=500), [])
 
 
@@ -144,14 +144,14 @@ experiment.make_datasets = unshuffled_datasets
 def train(strategy, epochs, run_name):
     config = RunConfig(strategy=strategy, epochs=epochs, batch_size=32, seed=1,
                        output_dir=str(output), run_name=run_name)
-    model = experiment.build_model(config, prepared)
+    plan = experiment.resolve_run(config)
+    model = experiment.build_model(plan, None, prepared)
     initial = model.get_weights()
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0  # Replicas draw different dropout masks than one device does.
-    result = experiment.train_model(model, config, prepared,
-                                    runs.RunFolder(path=output / run_name, config=config),
-                                    print_epochs=False)
+    result = experiment.train_model(plan, runs.RunFolder(path=output / run_name, config=config),
+                                    prepared, model, print_epochs=False)
     np.savez(output / f"{run_name}-initial.npz", *initial)
     np.savez(output / f"{run_name}-final.npz", *model.get_weights())
     np.save(output / f"{run_name}-probabilities.npy", model.predict(images, verbose=0))

@@ -46,6 +46,50 @@ def test_training_curves_without_validation_draw_only_train():
     assert [line.get_label() for line in figure.axes[0].get_lines()] == ["train"]
 
 
+def test_one_epoch_curves_are_readable_markers_on_a_sensible_axis():
+    figure = plots.training_curves([{"epoch": 1, "loss": 2.05, "accuracy": 0.31,
+                                     "val_loss": 1.93, "val_accuracy": 0.34}])
+    loss_axis, accuracy_axis = figure.axes
+    for axis in figure.axes:
+        # Half an epoch each side, one tick at 1: not a lone dot on a 0.945-1.050 axis.
+        assert axis.get_xlim() == (0.5, 1.5)
+        assert list(axis.get_xticks()) == [1]
+        assert all(line.get_marker() == "o" and line.get_markersize() >= 6
+                   for line in axis.get_lines())
+    assert accuracy_axis.get_ylim() == (0.0, 1.0)
+    assert loss_axis.get_ylim()[0] == 0.0 and loss_axis.get_ylim()[1] > 2.05
+    # The values are written beside the dots.
+    assert [text.get_text() for text in accuracy_axis.texts] == ["0.310", "0.340"]
+    assert [text.get_text() for text in loss_axis.texts] == ["2.050", "1.930"]
+
+
+def test_many_epoch_curves_keep_matplotlib_s_own_axis():
+    history = [{"epoch": e, "loss": 1 / e, "accuracy": 0.5 + e / 100} for e in range(1, 31)]
+    accuracy_axis = plots.training_curves(history).axes[1]
+    assert len(accuracy_axis.texts) == 0
+    low, high = accuracy_axis.get_ylim()
+    assert low > 0.45 and high < 0.85  # Zoomed on the curve, not stretched to 0..1.
+
+
+def _overlaps(first, second) -> bool:
+    return (first.x0 < second.x1 and second.x0 < first.x1
+            and first.y0 < second.y1 and second.y0 < first.y1)
+
+
+def test_class_balance_legend_covers_no_bar():
+    # Every class as tall as the tallest: inside the axes there is no empty corner.
+    labels = np.repeat(np.arange(10), 50)
+    figure = plots.class_balance({"train": labels, "test": labels[::5]}, CLASS_NAMES)
+    figure.draw_without_rendering()
+    axis = figure.axes[0]
+    legend = axis.get_legend().get_window_extent()
+    bars = [patch.get_window_extent() for patch in axis.patches]
+    assert len(bars) == 20
+    assert not any(_overlaps(legend, bar) for bar in bars)
+    assert legend.x0 >= axis.get_window_extent().x1  # Beside the axes.
+    assert legend.x1 <= figure.bbox.x1  # And still inside the figure.
+
+
 def test_confusion_matrix_figure_normalises_rows():
     matrix = np.array([[3, 1], [0, 4]])
     figure = plots.confusion_matrix_figure(matrix, ["a", "b"])

@@ -22,7 +22,8 @@ def test_every_recipe_builds_a_model_ending_in_probabilities():
         model = models.build_model(
             recipe.model, preprocessing=preprocessing_layer(recipe.preprocessing, IMAGES),
             train_images=IMAGES)
-        train.compile_model(model, dataclasses.replace(recipe, epochs=2), steps_per_epoch=3)
+        recipe = dataclasses.replace(recipe, epochs=2)
+        train.compile_model(model, train.make_optimizer(recipe, 3), train.make_loss(recipe))
         probabilities = model.predict(IMAGES[:2].astype(np.float32), verbose=0)
         assert probabilities.shape == (2, 10), name
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4, err_msg=name)

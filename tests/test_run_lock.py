@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_cnn import cli, run_lock, runs
+from cifar_cnn import cli, run_catalog, run_lock, runs
 from cifar_cnn.config import RunConfig
 from cifar_cnn.notebook_runner import execute_notebook
 
@@ -52,7 +52,7 @@ def test_a_second_start_from_any_entry_point_is_refused_naming_the_holder(tmp_pa
     try:
         folder = output / "twice"
         before = _snapshot(folder)
-        assert runs.read_run(folder).status == runs.RUNNING
+        assert run_catalog.read_run(folder).status == runs.RUNNING
 
         with pytest.raises(run_lock.RunInUseError) as refused:
             runs.start_run(_config(output))
@@ -78,7 +78,7 @@ def test_a_second_start_from_any_entry_point_is_refused_naming_the_holder(tmp_pa
         holder.wait(timeout=30)
 
     # Killed: the lock went with the process, so the run is interrupted, and resumes.
-    assert runs.read_run(folder).status == runs.INTERRUPTED
+    assert run_catalog.read_run(folder).status == runs.INTERRUPTED
     assert cli.main(["runs", str(output)]) == 0
     assert " interrupted" in capsys.readouterr().out
     resumed = runs.start_run(_config(output))
@@ -141,7 +141,7 @@ def test_a_refused_start_in_the_same_process_keeps_the_earlier_run_open(tmp_path
     with pytest.raises(ValueError, match="different config"):
         runs.start_run(_config(tmp_path, epochs=3))
     first.check_open()
-    assert runs.read_run(first.path).status == runs.RUNNING
+    assert run_catalog.read_run(first.path).status == runs.RUNNING
     first.finish({"test_accuracy": 0.5})
 
 

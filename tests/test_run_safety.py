@@ -8,10 +8,10 @@ import os
 import papermill
 import pytest
 
-from cifar_cnn import cli, runs
+from cifar_cnn import cli, run_catalog, runs
 from cifar_cnn.config import RunConfig
 from cifar_cnn.notebook_runner import execute_notebook
-from cifar_cnn.sweep import SWEEP_LOCK_FILE, output_folder_lock
+from cifar_cnn.sweep_lock import SWEEP_LOCK_FILE, output_folder_lock
 
 
 def _completed_run(output, name="done", **parameters):
@@ -65,7 +65,7 @@ def test_overwriting_unlinks_links_inside_the_run_and_never_follows_them(tmp_pat
     replacement.finish({"test_accuracy": 0.6})
     assert (outside / "data.txt").read_text() == "keep me"
     assert not (folder / "linked-folder").exists()
-    assert runs.read_run(folder).test_accuracy == 0.6
+    assert run_catalog.read_run(folder).test_accuracy == 0.6
 
 
 def test_a_second_sweep_in_the_same_folder_is_refused_with_its_holder(tmp_path, capsys):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_cnn import runs
+from cifar_cnn import run_catalog, run_reuse, runs
 from cifar_cnn.config import RunConfig
 
 PACKAGE = Path(runs.__file__).resolve().parent
@@ -49,7 +49,7 @@ def test_finish_marks_complete_and_removes_resume_state(tmp_path):
     assert not run.is_complete()
     run.finish({"test_accuracy": 0.5})
     assert run.is_complete()
-    assert runs.read_run(run.path).status == runs.COMPLETE
+    assert run_catalog.read_run(run.path).status == runs.COMPLETE
     assert json.loads((run.path / runs.RUN_RECORD_FILE).read_text())["status"] == runs.COMPLETE
     assert not run.training_state_path.exists()
 
@@ -64,10 +64,10 @@ def test_completed_run_is_not_overwritten_unless_asked(tmp_path):
     assert not replaced.is_complete() and replaced.replaced is not None
     # The replaced run waits, hidden, until its replacement completes.
     assert replaced.replaced.name.startswith(".") and replaced.replaced.is_dir()
-    assert runs.find_runs(tmp_path) == [replaced.path]
+    assert run_catalog.find_runs(tmp_path) == [replaced.path]
     replaced.finish({"test_accuracy": 0.7})
     assert [path.name for path in tmp_path.iterdir()] == ["r1"]
-    assert runs.read_run(tmp_path / "r1").test_accuracy == 0.7
+    assert run_catalog.read_run(tmp_path / "r1").test_accuracy == 0.7
 
 
 def test_a_failed_replacement_puts_the_completed_run_back(tmp_path):
@@ -77,7 +77,7 @@ def test_a_failed_replacement_puts_the_completed_run_back(tmp_path):
     replacement = runs.start_run(_config(tmp_path, overwrite=True, epochs=3))
     replacement.fail(RuntimeError("data source vanished"))
     assert [path.name for path in tmp_path.iterdir()] == ["r1"]
-    restored = runs.read_run(tmp_path / "r1")
+    restored = run_catalog.read_run(tmp_path / "r1")
     assert restored.status == runs.COMPLETE and restored.test_accuracy == 0.5
     assert (tmp_path / "r1" / "model.keras").read_bytes() == b"the original model"
 
@@ -86,25 +86,25 @@ def test_a_replacement_that_died_unrecorded_still_ends_in_one_run(tmp_path):
     original = runs.start_run(_config(tmp_path))
     original.finish({"test_accuracy": 0.5})
     runs.start_run(_config(tmp_path, overwrite=True, epochs=3))  # Then the process dies.
-    assert runs.find_runs(tmp_path) == [tmp_path / "r1"]
+    assert run_catalog.find_runs(tmp_path) == [tmp_path / "r1"]
     # Started again with other parameters, then failing: the completed run comes back.
     retry = runs.start_run(_config(tmp_path, overwrite=True, epochs=4))
     retry.fail(RuntimeError("out of patience"))
     assert [path.name for path in tmp_path.iterdir()] == ["r1"]
-    assert runs.read_run(tmp_path / "r1").test_accuracy == 0.5
+    assert run_catalog.read_run(tmp_path / "r1").test_accuracy == 0.5
     # Died again, then resumed with the same parameters and completed: one run is left.
     runs.start_run(_config(tmp_path, overwrite=True, epochs=3))
     resumed = runs.start_run(_config(tmp_path, overwrite=True, epochs=3))
     assert resumed.resumed and resumed.replaced is not None
     resumed.finish({"test_accuracy": 0.8})
     assert [path.name for path in tmp_path.iterdir()] == ["r1"]
-    assert runs.read_run(tmp_path / "r1").test_accuracy == 0.8
+    assert run_catalog.read_run(tmp_path / "r1").test_accuracy == 0.8
 
 
 def test_a_failure_is_recorded_and_the_run_can_resume(tmp_path):
     run = runs.start_run(_config(tmp_path, epochs=5))
     run.fail(ValueError("bad\nthing"))
-    summary = runs.read_run(run.path)
+    summary = run_catalog.read_run(run.path)
     assert summary.status == runs.FAILED and summary.error == "ValueError: bad thing"
     assert runs.start_run(_config(tmp_path, epochs=5)).resumed
 
@@ -119,16 +119,16 @@ def test_interrupted_run_resumes_only_with_the_same_config(tmp_path):
 
 
 @pytest.mark.parametrize("setup, overrides, state", [
-    ("nothing", {}, runs.NEW),
-    ("interrupted", {}, runs.RESUME),
-    ("interrupted", {"overwrite": True}, runs.RESUME),
-    ("interrupted", {"epochs": 7}, runs.CONFLICT),
-    ("interrupted", {"epochs": 7, "overwrite": True}, runs.REPLACE),
-    ("complete", {}, runs.DONE),
-    ("complete", {"overwrite": True}, runs.REPLACE),
-    ("complete", {"seed": 1}, runs.CONFLICT),
-    ("damaged", {}, runs.CONFLICT),
-    ("complete", {"output_dir": "elsewhere", "strategy": "mirrored"}, runs.DONE),
+    ("nothing", {}, run_reuse.NEW),
+    ("interrupted", {}, run_reuse.RESUME),
+    ("interrupted", {"overwrite": True}, run_reuse.RESUME),
+    ("interrupted", {"epochs": 7}, run_reuse.CONFLICT),
+    ("interrupted", {"epochs": 7, "overwrite": True}, run_reuse.REPLACE),
+    ("complete", {}, run_reuse.DONE),
+    ("complete", {"overwrite": True}, run_reuse.REPLACE),
+    ("complete", {"seed": 1}, run_reuse.CONFLICT),
+    ("damaged", {}, run_reuse.CONFLICT),
+    ("complete", {"output_dir": "elsewhere", "strategy": "mirrored"}, run_reuse.DONE),
 ])
 def test_one_rule_decides_what_a_folder_may_hold(tmp_path, setup, overrides, state):
     path = tmp_path / "r1"
@@ -139,7 +139,7 @@ def test_one_rule_decides_what_a_folder_may_hold(tmp_path, setup, overrides, sta
         if setup == "damaged":
             (path / runs.CONFIG_FILE).write_text("{half")
     config = _config(tmp_path, **{"epochs": 5, **overrides})
-    assert runs.existing_run_state(path, config).state == state
+    assert run_reuse.existing_run_state(path, config).state == state
 
 
 def test_a_field_the_earlier_config_lacks_counts_only_when_given(tmp_path):
@@ -148,9 +148,9 @@ def test_a_field_the_earlier_config_lacks_counts_only_when_given(tmp_path):
     recorded = json.loads((run.path / runs.CONFIG_FILE).read_text())
     del recorded["tensorboard"]  # As if written before the field existed.
     (run.path / runs.CONFIG_FILE).write_text(json.dumps(recorded))
-    assert runs.existing_run_state(run.path, _config(tmp_path)).state == runs.DONE
-    assert runs.existing_run_state(run.path, _config(tmp_path),
-                                   given_parameters={"tensorboard"}).state == runs.CONFLICT
+    assert run_reuse.existing_run_state(run.path, _config(tmp_path)).state == run_reuse.DONE
+    assert run_reuse.existing_run_state(
+        run.path, _config(tmp_path), given_parameters={"tensorboard"}).state == run_reuse.CONFLICT
 
 
 def test_read_run_never_raises_and_find_runs_skips_non_runs(tmp_path):
@@ -162,16 +162,16 @@ def test_read_run_never_raises_and_find_runs_skips_non_runs(tmp_path):
     (tmp_path / "notes" / "todo.txt").write_text("not a run")
     (tmp_path / "failed-early").mkdir()
     (tmp_path / "failed-early" / runs.NOTEBOOK_FILE).write_text("{}")
-    summaries = {summary.name: summary for summary in runs.list_runs(tmp_path)}
+    summaries = {summary.name: summary for summary in run_catalog.list_runs(tmp_path)}
     assert sorted(summaries) == ["damaged", "failed-early", "good"]
     assert summaries["good"].status == runs.COMPLETE and summaries["good"].epochs_done == 2
     assert summaries["damaged"].status == runs.UNREADABLE
     assert "not valid JSON" in summaries["damaged"].error
     assert summaries["failed-early"].status == runs.INTERRUPTED
-    assert runs.find_runs(tmp_path, "go*") == [tmp_path / "good"]
-    assert runs.find_runs(tmp_path / "good") == [tmp_path / "good"]
+    assert run_catalog.find_runs(tmp_path, "go*") == [tmp_path / "good"]
+    assert run_catalog.find_runs(tmp_path / "good") == [tmp_path / "good"]
     with pytest.raises(FileNotFoundError, match="is not a folder of runs"):
-        runs.find_runs(tmp_path / "missing")
+        run_catalog.find_runs(tmp_path / "missing")
 
 
 def test_runs_land_in_one_folder_whatever_the_working_folder(tmp_path, monkeypatch):
@@ -243,7 +243,7 @@ def _modules_matching(pattern: str) -> list[str]:
 def test_status_words_atomic_writes_and_timestamps_have_one_home():
     assert _modules_matching(r"^def utc_now\(") == ["runs.py"]
     assert _modules_matching(r"^[A-Z_, ]*= \"(complete|failed|pending)\"") == ["runs.py"]
-    # Files are written atomically by files.atomic_output alone; runs.py renames whole run
+    # Files are written atomically by files.atomic_output alone; run_reuse.py renames whole run
     # folders (setting a replaced run aside), which is not writing a file.
     assert _modules_matching(r"mkstemp\(") == ["files.py"]
-    assert _modules_matching(r"os\.replace\(") == ["files.py", "runs.py"]
+    assert _modules_matching(r"os\.replace\(") == ["files.py", "run_reuse.py"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_cnn import cli, sweep, sweep_spec
+from cifar_cnn import cli, sweep, sweep_execution, sweep_plan, sweep_spec, sweep_workers
 from cifar_cnn import runs as run_folders
 from cifar_cnn.cli import sweep as cli_sweep
 from cifar_cnn.config import RunConfig
@@ -35,7 +35,7 @@ class FakeExecutor:
         self.most_active = 0
         self.lock = threading.Lock()
 
-    def __call__(self, request: sweep.ExecutionRequest) -> int:
+    def __call__(self, request: sweep_execution.ExecutionRequest) -> int:
         name = request.parameters["run_name"]
         with self.lock:
             self.calls.append(name)
@@ -253,7 +253,7 @@ def test_dry_run_prints_the_plan_and_executes_nothing(tmp_path, monkeypatch, cap
 def test_the_example_sweep_file_plans_five_valid_runs(tmp_path):
     spec = sweep_spec.load_sweep_file(REPOSITORY_ROOT / "examples" / "sweep_example.yaml")
     spec.output_dir = str(tmp_path)
-    output_dir, runs = sweep.plan_sweep(spec)
+    output_dir, runs = sweep_plan.plan_sweep(spec)
     assert [run.run_name for run in runs] == [
         "example-lr0.001-bs32", "example-lr0.001-bs128", "example-lr0.0003-bs32",
         "example-lr0.0003-bs128", "example-lr0.003-bs128"]
@@ -372,25 +372,26 @@ def test_where_run_folders_go_is_not_a_parameter_that_varies(tmp_path, monkeypat
         with pytest.raises(ValueError, match=message):
             sweep.run_sweep(spec, executor=_must_not_execute, stream=io.StringIO())
     # base's output_dir is the sweep's output_dir.
-    output_dir, runs = sweep.plan_sweep(sweep_spec.SweepSpec(base={"output_dir": str(tmp_path)}))
+    output_dir, runs = sweep_plan.plan_sweep(
+        sweep_spec.SweepSpec(base={"output_dir": str(tmp_path)}))
     assert output_dir == tmp_path and runs[0].notebook_parameters()["output_dir"] == str(tmp_path)
     # Without one, the project's runs folder, whatever the working folder.
     monkeypatch.chdir(tmp_path)
-    output_dir, runs = sweep.plan_sweep(sweep_spec.SweepSpec(base={"epochs": 1}))
+    output_dir, runs = sweep_plan.plan_sweep(sweep_spec.SweepSpec(base={"epochs": 1}))
     assert output_dir == default_runs_folder
     assert runs[0].run_folder == default_runs_folder / runs[0].run_name
 
 
 def test_default_workers_and_per_worker_threads():
-    assert sweep.default_workers(cpu_count=2, gpu_present=False) == 1
-    assert sweep.default_workers(cpu_count=1, gpu_present=False) == 1
-    assert sweep.default_workers(cpu_count=16, gpu_present=False) == 8
-    assert sweep.default_workers(cpu_count=16, gpu_present=True) == 1
-    alone = sweep.worker_environment(1, cpu_count=16, base={"PATH": "/bin"})
+    assert sweep_workers.default_workers(cpu_count=2, gpu_present=False) == 1
+    assert sweep_workers.default_workers(cpu_count=1, gpu_present=False) == 1
+    assert sweep_workers.default_workers(cpu_count=16, gpu_present=False) == 8
+    assert sweep_workers.default_workers(cpu_count=16, gpu_present=True) == 1
+    alone = sweep_workers.worker_environment(1, cpu_count=16, base={"PATH": "/bin"})
     assert "TF_NUM_INTRAOP_THREADS" not in alone and alone["PATH"] == "/bin"
     # TensorFlow's own messages are kept, in each run's run.log, not hidden.
     assert "TF_CPP_MIN_LOG_LEVEL" not in alone
-    shared = sweep.worker_environment(4, cpu_count=16, base={"OMP_NUM_THREADS": "1"})
+    shared = sweep_workers.worker_environment(4, cpu_count=16, base={"OMP_NUM_THREADS": "1"})
     assert shared["TF_NUM_INTRAOP_THREADS"] == "4" and shared["TF_NUM_INTEROP_THREADS"] == "2"
     assert shared["OMP_NUM_THREADS"] == "1"  # Set by the user: kept.
     assert shared["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"

@@ -25,7 +25,8 @@ def _compiled_seed_model(epochs, steps_per_epoch, seed=0):
     train.set_seeds(seed)
     model = models.build_model("seed_cnn")
     recipe = dataclasses.replace(get_recipe("seed"), epochs=epochs)
-    return train.compile_model(model, recipe, steps_per_epoch)
+    return train.compile_model(model, train.make_optimizer(recipe, steps_per_epoch),
+                               train.make_loss(recipe))
 
 
 def _dataset(images, labels, seed=0):

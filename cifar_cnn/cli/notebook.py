@@ -33,7 +33,8 @@ def run(arguments: argparse.Namespace) -> int:
         0 (bad input raises ``ValueError``).
     """
     from cifar_cnn.notebook_runner import execute_notebook
-    from cifar_cnn.runs import NOTEBOOK_FILE, read_run
+    from cifar_cnn.run_catalog import read_run
+    from cifar_cnn.runs import NOTEBOOK_FILE
 
     run_folder = execute_notebook(config_parameters(arguments), notebook=arguments.notebook,
                                   progress_bar=False)

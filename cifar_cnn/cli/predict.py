@@ -137,7 +137,7 @@ def run(arguments: argparse.Namespace) -> int:
                                   for name, value in zip(CLASS_NAMES, image_probabilities)},
             })
     if arguments.json:
-        from cifar_cnn.runs import write_json
+        from cifar_cnn.files import write_json
 
         json_path = Path(arguments.json).expanduser()
         write_json(json_path, {"model": str(loaded.path), "resize": arguments.resize,

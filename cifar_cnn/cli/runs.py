@@ -1,6 +1,6 @@
 """``cifar-cnn runs``: a table of the run folders in an output folder.
 
-Reads only each run folder's small JSON files (:func:`cifar_cnn.runs.list_runs`), never a
+Reads only each run folder's small JSON files (:func:`cifar_cnn.run_catalog.list_runs`), never a
 model, so listing is instant and needs no TensorFlow. A damaged file makes that one run
 show as ``unreadable`` instead of failing the whole listing.
 """
@@ -11,6 +11,7 @@ import argparse
 from typing import Sequence
 
 from cifar_cnn.cli.common import EXIT_OK, HelpFormatter, message
+from cifar_cnn.run_catalog import RunSummary, list_runs
 from cifar_cnn.runs import (
     INTERRUPTED,
     METRICS_FILE,
@@ -18,8 +19,6 @@ from cifar_cnn.runs import (
     RUNNING,
     RUNS_FOLDER_VARIABLE,
     UNREADABLE,
-    RunSummary,
-    list_runs,
     runs_folder,
 )
 

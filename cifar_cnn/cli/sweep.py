@@ -119,7 +119,8 @@ def run(arguments: argparse.Namespace) -> int:
         0 when every run completed (now or before), 1 when any failed, 130 when
         interrupted; bad input raises ``ValueError``.
     """
-    from cifar_cnn.sweep import plan_sweep, run_sweep
+    from cifar_cnn.sweep import run_sweep
+    from cifar_cnn.sweep_plan import plan_sweep
 
     spec = spec_from_arguments(arguments)
     if arguments.dry_run:

@@ -18,11 +18,14 @@ def add_parser(commands) -> None:
                                              "and write a run folder with config, history, "
                                              "metrics and model.")
     add_config_options(parser)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the training plan (the recipe with every override applied, "
+                             "data, precision, strategy) and exit without training")
     parser.set_defaults(handler=run)
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Train, then print the run folder and the test accuracy.
+    """Print the training plan; then (unless ``--dry-run``) train, and print the results.
 
     Args:
         arguments: Parsed by the ``train`` parser.
@@ -32,9 +35,14 @@ def run(arguments: argparse.Namespace) -> int:
     """
     from cifar_cnn.config import RunConfig
     from cifar_cnn.experiment import run_experiment
+    from cifar_cnn.resolved_run import resolve_run
 
     config = RunConfig.from_parameters(config_parameters(arguments))
-    run_folder, metrics = run_experiment(config)
+    plan = resolve_run(config)
+    print(plan.describe(), flush=True)
+    if arguments.dry_run:
+        return EXIT_OK
+    run_folder, metrics = run_experiment(plan)
     print(f"run folder: {run_folder.path}")
     print(f"test accuracy: {metrics['test_accuracy']:.4f}")
     if config.tensorboard:

@@ -12,6 +12,7 @@ small archive that inflates to gigabytes is refused without being inflated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tarfile
 import zlib
@@ -20,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator, Mapping
 
 from cifar_cnn.data.errors import DataSourceError
+from cifar_cnn.progress import StageReporter, no_report
 
 # Errors that tarfile and its decompressors raise for truncated or damaged archives.
 # RecursionError: tarfile follows a chain of extended headers by recursion.
@@ -98,10 +100,15 @@ def _safe_relative_path(name: str, container: str) -> str:
 
 
 class FileTree:
-    """A read-only set of files addressed by relative POSIX paths."""
+    """A read-only set of files addressed by relative POSIX paths.
+
+    ``report`` is told how far long passes over the tree have come (see
+    :class:`cifar_cnn.progress.StageReporter`); the layout decoders report through it too.
+    """
 
     description: str
     limits: TreeLimits
+    report: StageReporter = staticmethod(no_report)
 
     def paths(self) -> list[str]:
         """Return every regular file's relative path, sorted."""
@@ -197,10 +204,11 @@ class FileTree:
 class FolderTree(FileTree):
     """A folder on disk. Links that point outside the folder are refused."""
 
-    def __init__(self, root: Path, limits: TreeLimits):
+    def __init__(self, root: Path, limits: TreeLimits, report: StageReporter = no_report):
         self.root = Path(root)
         self.description = str(root)
         self.limits = limits
+        self.report = report
         self._real_root = os.path.realpath(root)
 
     def paths(self) -> list[str]:
@@ -252,24 +260,39 @@ class _BoundedTarInfo(tarfile.TarInfo):
 class TarTree(FileTree):
     """A .tar, .tar.gz, .tgz, .tar.bz2 or .tar.xz archive, checked member by member."""
 
-    def __init__(self, archive: Path, limits: TreeLimits):
+    def __init__(self, archive: Path, limits: TreeLimits, report: StageReporter = no_report):
         self.archive = Path(archive)
         self.description = str(archive)
         self.limits = limits
+        self.report = report
         # clean path -> (stored name, size stated by the header)
         self._members: dict[str, tuple[str, int]] = self._checked_members()
 
-    def _open(self) -> tarfile.TarFile:
+    def _open(self, raw: BinaryIO) -> tarfile.TarFile:
         try:
             # Opening reads the first header already.
-            return tarfile.open(self.archive, mode="r:*", tarinfo=_BoundedTarInfo)
+            return tarfile.open(fileobj=raw, mode="r:*", tarinfo=_BoundedTarInfo)
         except _ExtendedHeaderTooLarge as error:
             raise self._header_too_large(error) from None
         except _ARCHIVE_READ_ERRORS as error:
-            raise DataSourceError(
-                f"{self.description} is not a readable tar archive (truncated or corrupt?): "
-                f"{error}. Valid archives: .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz."
-            ) from error
+            raise self._unreadable(error) from error
+
+    def _unreadable(self, error: BaseException) -> DataSourceError:
+        return DataSourceError(
+            f"{self.description} is not a readable tar archive (truncated or corrupt?): "
+            f"{error}. Valid archives: .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz."
+        )
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[tuple[tarfile.TarFile, BinaryIO]]:
+        """The archive open for one pass, with its file: the file's position (compressed
+        bytes consumed) tells how far the pass has come, whatever the compression."""
+        try:
+            raw = open(self.archive, "rb")
+        except OSError as error:
+            raise self._unreadable(error) from error
+        with raw, self._open(raw) as archive:
+            yield archive, raw
 
     def _members_of(self, archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         """Iterate over an open archive's members, turning read errors into DataSourceError."""
@@ -298,8 +321,11 @@ class TarTree(FileTree):
         """
         members: dict[str, tuple[str, int]] = {}
         total, count = 0, 0
-        with self._open() as archive:
+        archive_bytes = os.path.getsize(self.archive)
+        with self._opened() as (archive, raw):
             for member in self._members_of(archive):
+                if count % 64 == 0:  # A position is a system call: not for every member.
+                    self.report("checking the archive", raw.tell(), archive_bytes, "bytes")
                 clean_path = _safe_relative_path(member.name, self.description)
                 self._check_member_type(member)
                 count += 1
@@ -360,7 +386,7 @@ class TarTree(FileTree):
 
     def _read_checked(self, wanted: Mapping[str, FileLimit]) -> Iterator[tuple[str, bytes]]:
         wanted_names = {self._members[path][0]: path for path in wanted}
-        with self._open() as archive:
+        with self._opened() as (archive, _raw):
             # One sequential pass: compressed archives are slow to seek backwards.
             for member in self._members_of(archive):
                 clean_path = wanted_names.get(member.name)
@@ -381,22 +407,25 @@ class TarTree(FileTree):
                 yield clean_path, content
 
 
-def open_file_tree(path: Path, limits: TreeLimits) -> FileTree:
+def open_file_tree(path: Path, limits: TreeLimits,
+                   report: StageReporter = no_report) -> FileTree:
     """Open a folder or a tar archive as a :class:`FileTree`.
 
     Args:
         path: A folder, or a tar archive (optionally gzip, bzip2 or xz compressed).
         limits: Bounds on the file count and sizes; an archive's headers are checked
             against them here, before any member is read.
+        report: Told how far long passes have come (checking an archive's headers here,
+            reading and decoding in the layout decoders); default: nothing.
 
     Returns:
         A tree whose members have been checked to stay inside it and within the limits.
     """
     path = Path(path)
     if path.is_dir():
-        return FolderTree(path, limits)
+        return FolderTree(path, limits, report)
     if path.is_file():
-        return TarTree(path, limits)
+        return TarTree(path, limits, report)
     raise DataSourceError(
         f"CIFAR-10 source {str(path)!r} does not exist. Valid sources: 'keras' (the official "
         "download), a local official archive or folder (cifar-10-python or cifar-10-binary), "

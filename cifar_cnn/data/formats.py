@@ -124,7 +124,17 @@ def _read_named(tree: FileTree, paths: list[str], limit: FileLimit) -> dict[str,
         Path -> content.
     """
     _require_files(tree, paths)
-    return dict(tree.read_files({path: limit for path in paths}))
+    return _read_reporting(tree, {path: limit for path in paths})
+
+
+def _read_reporting(tree: FileTree, wanted: dict[str, FileLimit]) -> dict[str, bytes]:
+    """``dict(tree.read_files(wanted))``, telling ``tree.report`` how many files are read."""
+    contents: dict[str, bytes] = {}
+    tree.report("reading", 0, len(wanted), "files")
+    for path, content in tree.read_files(wanted):
+        contents[path] = content
+        tree.report("reading", len(contents), len(wanted), "files")
+    return contents
 
 
 def _check_labels(labels: np.ndarray, where: str) -> np.ndarray:
@@ -168,8 +178,12 @@ def load_python_layout(tree: FileTree, prefix: str) -> Arrays:
         images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         return np.ascontiguousarray(images), _check_labels(labels, where)
 
-    train_parts = [decode(prefix + name) for name in _PYTHON_TRAIN_FILES]
-    test = decode(prefix + "test_batch")
+    batches = [*_PYTHON_TRAIN_FILES, "test_batch"]
+    parts = []
+    for index, name in enumerate(batches):
+        tree.report("decoding", index, len(batches), "batches")
+        parts.append(decode(prefix + name))
+    train_parts, test = parts[:-1], parts[-1]
     x_train = np.concatenate([images for images, _ in train_parts])
     y_train = np.concatenate([labels for _, labels in train_parts])
     return (x_train, y_train), test
@@ -329,10 +343,15 @@ def load_image_folder_layout(tree: FileTree, prefix: str) -> Arrays:
     """
     listings = {split: _image_folder_split(tree, prefix, split) for split in ("train", "test")}
     labels_by_path = {path: label for listing in listings.values() for path, label in listing}
-    contents = dict(tree.read_files({path: _IMAGE_FILE_LIMIT for path in labels_by_path}))
+    contents = _read_reporting(tree, {path: _IMAGE_FILE_LIMIT for path in labels_by_path})
     # Pillow releases the GIL while decoding, so threads use every core.
+    decoded: dict[str, np.ndarray] = {}
+    tree.report("decoding", 0, len(contents), "images")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = dict(zip(contents, pool.map(decode_image, contents.values(), contents.keys())))
+        for path, pixels in zip(contents, pool.map(decode_image, contents.values(),
+                                                   contents.keys())):
+            decoded[path] = pixels
+            tree.report("decoding", len(decoded), len(contents), "images")
 
     def stack(listing: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
         images = np.stack([decoded[path] for path, _ in listing]).astype(np.uint8)

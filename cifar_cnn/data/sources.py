@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator, Union
 
 import numpy as np
 
+from cifar_cnn import progress as progress_module
 from cifar_cnn.data import cache
 from cifar_cnn.data.errors import DataSourceError
 from cifar_cnn.data.file_trees import open_file_tree
@@ -62,11 +66,28 @@ def resolve_source(source: str | os.PathLike | None = None) -> ResolvedSource:
     return ResolvedSource("path", path.resolve(), str(path))
 
 
-def _load_from_keras():
+@contextlib.contextmanager
+def _keras_messages(shown: bool) -> Iterator[None]:
+    """Keras' own download bar where a person watches; off where nobody does (a log would
+    hold hundreds of its redraws)."""
+    import keras
+
+    interactive = keras.config.is_interactive_logging_enabled()
+    if interactive and not shown:
+        keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if interactive and not shown:
+            keras.config.enable_interactive_logging()
+
+
+def _load_from_keras(show_download: bool = True):
     import keras  # Deferred: importing Keras is slow and only this source needs it.
 
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+        with _keras_messages(show_download):
+            (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as error:
         raise DataSourceError(
             f"Could not download CIFAR-10 with keras.datasets.cifar10 ({error}). Offline? "
@@ -87,17 +108,19 @@ def _verify_checksum(path: Path, actual_sha256: str, expected_sha256: str | None
         )
 
 
-def _decode_source(path: Path):
+def _decode_source(path: Path,
+                   report: progress_module.StageReporter = progress_module.no_report):
     """Decode a local folder or archive, whatever its layout.
 
     Args:
         path: The folder or archive.
+        report: Told how far each pass has come.
 
     Returns:
         ``(x_train, y_train), (x_test, y_test)``.
     """
     try:
-        tree = open_file_tree(path, SOURCE_LIMITS)
+        tree = open_file_tree(path, SOURCE_LIMITS, report)
         layout, prefix = detect_layout(tree)
         return LAYOUT_LOADERS[layout](tree, prefix)
     except MemoryError:
@@ -111,12 +134,36 @@ def _decode_source(path: Path):
         ) from None
 
 
+Progress = Union[bool, Callable[..., None]]
+
+
+def _reporter(progress: Progress, path: Path) -> progress_module.StageReporter:
+    """The reporter a load uses: the automatic line for True, nothing for False."""
+    if progress is True:
+        # A cached load ends within the delay and draws nothing.
+        line = progress_module.ProgressLine(delay=1.0)
+        if not line.active:  # Quiet: a plain function is the cheapest thing to call.
+            return progress_module.no_report
+        return progress_module.Stages(line, f"loading {path.name}")
+    if progress is False or progress is None:
+        return progress_module.no_report
+    return progress
+
+
+def _finish(report: progress_module.StageReporter, text: str | None = None) -> None:
+    """Close the reporter's line (when it has one) with ``text`` left, or none."""
+    close = getattr(report, "close", None)
+    if close is not None:
+        close(text)
+
+
 def load_cifar10(
-    source: str | os.PathLike | None = None,
+    source: str | os.PathLike | ResolvedSource | None = None,
     *,
     sha256: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
+    progress: Progress = True,
 ):
     """Load CIFAR-10 as uint8 images and integer labels, like ``keras.datasets.cifar10``.
 
@@ -124,36 +171,62 @@ def load_cifar10(
         source: ``"keras"`` (the official download, verified and cached by Keras), a path to
             an official archive or folder (python or binary version), or an image folder or
             tar archive of one (``train/<class>/*``, ``test/<class>/*``). None reads
-            ``$CIFAR10_SOURCE`` and falls back to ``"keras"``.
+            ``$CIFAR10_SOURCE`` and falls back to ``"keras"``. A :class:`ResolvedSource`
+            (from :func:`resolve_source`) is read as it is, not resolved again.
         sha256: Expected sha256 of an archive source. Official archive names are checked
             against their published sums even without it.
         cache_dir: Where decoded arrays are cached (default ``$CIFAR_CNN_CACHE_DIR`` or
             ``~/.cache/cifar_cnn``).
         use_cache: False decodes the source every time and writes no cache.
+        progress: True shows how far a long load has come where a person watches (a bar
+            in a notebook, a line in a terminal, nothing in logs: see
+            :mod:`cifar_cnn.progress`) from its first second or so: decoding the JPEG
+            archive takes half a minute, the official download longer. A load served
+            from the cache is over sooner and shows nothing. False shows nothing; a
+            callable ``report(stage, done, total=None, unit="")`` (a
+            :class:`cifar_cnn.progress.StageReporter`) is told instead.
 
     Returns:
         ``(x_train, y_train), (x_test, y_test)``: images uint8 of shape (N, 32, 32, 3),
         labels int64 of shape (N,) with values 0..9 in the order of ``CLASS_NAMES``.
     """
-    resolved = resolve_source(source)
+    resolved = source if isinstance(source, ResolvedSource) else resolve_source(source)
     if resolved.kind == KERAS_SOURCE:
-        return _load_from_keras()
+        return _load_from_keras(show_download=progress is not False and
+                                progress_module.display_mode() != progress_module.QUIET)
     path = resolved.path
-    if path.is_file():
-        fingerprint = cache.file_sha256(path)
-        _verify_checksum(path, fingerprint, sha256)
-    elif sha256:
-        raise DataSourceError(f"{path} is a folder; a sha256 can only check an archive file.")
-    if not use_cache:
-        return _decode_source(path)
-    if not path.is_file():
-        # Hashing a folder's content is only needed for the cache key.
-        fingerprint = "folder:" + cache.folder_fingerprint(path)
-    cache_file = cache.cache_path(Path(cache_dir) if cache_dir else cache.default_cache_dir(),
-                                  fingerprint)
-    cached = cache.load_cached(cache_file)
-    if cached is not None:
-        return cached
-    train, test = _decode_source(path)
-    cache.save_cached(cache_file, train, test)
-    return train, test
+    started = time.monotonic()
+    report = _reporter(progress, path)
+    try:
+        if path.is_file():
+            fingerprint = cache.file_sha256(path)
+            _verify_checksum(path, fingerprint, sha256)
+        elif sha256:
+            raise DataSourceError(f"{path} is a folder; a sha256 can only check an archive file.")
+        if not use_cache:
+            train, test = _decode_source(path, report)
+            _finish(report, _loaded(path, train, test, started))
+            return train, test
+        if not path.is_file():
+            # Hashing a folder's content is only needed for the cache key.
+            fingerprint = "folder:" + cache.folder_fingerprint(path)
+        cache_file = cache.cache_path(Path(cache_dir) if cache_dir else cache.default_cache_dir(),
+                                      fingerprint)
+        cached = cache.load_cached(cache_file)
+        if cached is not None:
+            _finish(report, _loaded(path, *cached, started))
+            return cached
+        train, test = _decode_source(path, report)
+        report("writing the cache", 0)
+        cache.save_cached(cache_file, train, test)
+        _finish(report, _loaded(path, train, test, started))
+        return train, test
+    except BaseException:
+        _finish(report)  # The line goes: the error says what happened.
+        raise
+
+
+def _loaded(path: Path, train, test, started: float) -> str:
+    """The line a long load leaves where its progress was."""
+    return (f"loaded {len(train[0]) + len(test[0]):,} images from {path.name} in "
+            f"{progress_module.format_seconds(time.monotonic() - started)}")

@@ -1,7 +1,9 @@
 """Figures comparing runs: validation curves and test accuracies, one line or bar per run.
 
-They take run summaries (:class:`cifar_cnn.runs.RunSummary`, as :mod:`cifar_cnn.compare`
-reads them).
+They take run summaries (:class:`cifar_cnn.run_catalog.RunSummary`, as :mod:`cifar_cnn.compare`
+reads them). Each run is labelled by the parameters that set it apart from the others
+(``"seed=7"``; :func:`cifar_cnn.compare.run_labels`), not by its name, which is often a
+timestamp.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:  # Only for annotations.
-    from cifar_cnn.runs import RunSummary
+    from cifar_cnn.run_catalog import RunSummary
 
 
 def _use_distinct_colors(axis, count: int) -> None:
@@ -24,6 +26,16 @@ def _use_distinct_colors(axis, count: int) -> None:
         axis.set_prop_cycle(color=[palette(index % 20) for index in range(count)])
 
 
+def _labels(runs: Sequence[RunSummary], labels: Sequence[str] | None) -> list[str]:
+    if labels is None:
+        from cifar_cnn.compare import run_labels  # Deferred: compare imports this module.
+
+        return run_labels(runs)
+    if len(labels) != len(runs):
+        raise ValueError(f"Give one label per run: {len(labels)} labels for {len(runs)} runs.")
+    return list(labels)
+
+
 def _monitored_label(runs: Sequence[RunSummary]) -> str:
     kinds = {run.monitored_on for run in runs if run.history} - {None}
     if kinds == {"test"}:
@@ -33,22 +45,24 @@ def _monitored_label(runs: Sequence[RunSummary]) -> str:
     return "val_accuracy (validation split, or test set without one)"
 
 
-def _draw_validation_curves(axis, runs: Sequence[RunSummary]) -> None:
-    with_curves = [run for run in runs if run.monitored_curve]
+def _draw_validation_curves(axis, runs: Sequence[RunSummary], labels: Sequence[str]) -> None:
+    with_curves = [(run, label) for run, label in zip(runs, labels) if run.monitored_curve]
     _use_distinct_colors(axis, len(with_curves))
-    for run in with_curves:
+    for run, label in with_curves:
         epochs = [row["epoch"] for row in run.history if "val_accuracy" in row]
-        axis.plot(epochs, run.monitored_curve, "o-", markersize=3, label=run.name)
+        axis.plot(epochs, run.monitored_curve, "o-", markersize=3, label=label)
     if not with_curves:
         axis.text(0.5, 0.5, "no run has a per-epoch history yet", ha="center", va="center",
                   transform=axis.transAxes)
     else:
         axis.legend(fontsize=7)
     axis.set_xlabel("epoch")
-    epochs = sorted({row["epoch"] for run in with_curves for row in run.history
+    epochs = sorted({row["epoch"] for run, _ in with_curves for row in run.history
                      if "val_accuracy" in row})
     if 0 < len(epochs) <= 15:
         axis.set_xticks(epochs)  # Few epochs: one tick each (a locator would add fractions).
+        # Half an epoch of margin: one epoch sits mid-axis, not on a 0.945-1.050 axis.
+        axis.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     else:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel(_monitored_label(runs))
@@ -56,10 +70,11 @@ def _draw_validation_curves(axis, runs: Sequence[RunSummary]) -> None:
     axis.set_title("Validation curves")
 
 
-def _draw_test_accuracies(axis, runs: Sequence[RunSummary]) -> None:
-    names = [run.name for run in runs]
+def _draw_test_accuracies(axis, runs: Sequence[RunSummary], labels: Sequence[str]) -> None:
     values = [run.test_accuracy or 0.0 for run in runs]
-    bars = axis.barh(names, values, color="tab:blue")
+    # By position, labelled after: two runs with the same label keep a bar each.
+    bars = axis.barh(range(len(runs)), values, color="tab:blue")
+    axis.set_yticks(range(len(runs)), labels)
     for bar, run in zip(bars, runs):
         # Runs without a test accuracy keep their row, labelled with why it is empty.
         label = f"{run.test_accuracy:.4f}" if run.test_accuracy is not None else run.status
@@ -76,45 +91,55 @@ def _height(runs: Sequence[RunSummary]) -> float:
     return max(3.5, 1.5 + 0.3 * len(runs))
 
 
-def validation_curves_figure(runs: Sequence[RunSummary]) -> Figure:
+def validation_curves_figure(runs: Sequence[RunSummary],
+                             labels: Sequence[str] | None = None) -> Figure:
     """Every run's per-epoch ``val_accuracy`` on one axis, one line per run.
 
     Args:
         runs: The runs; those without a history are left out.
+        labels: One legend label per run (default: what differs between the runs,
+            :func:`cifar_cnn.compare.run_labels`).
 
     Returns:
         The Figure.
     """
     figure = Figure(figsize=(7, 4.2), layout="constrained")
-    _draw_validation_curves(figure.subplots(), runs)
+    _draw_validation_curves(figure.subplots(), runs, _labels(runs, labels))
     return figure
 
 
-def accuracy_bars_figure(runs: Sequence[RunSummary]) -> Figure:
+def accuracy_bars_figure(runs: Sequence[RunSummary],
+                         labels: Sequence[str] | None = None) -> Figure:
     """Horizontal bars of each run's test accuracy, in the table's order.
 
     Args:
         runs: The runs; one without a test accuracy keeps an empty row with its status.
+        labels: One label per run (default: what differs between the runs,
+            :func:`cifar_cnn.compare.run_labels`).
 
     Returns:
         The Figure.
     """
     figure = Figure(figsize=(7, _height(runs)), layout="constrained")
-    _draw_test_accuracies(figure.subplots(), runs)
+    _draw_test_accuracies(figure.subplots(), runs, _labels(runs, labels))
     return figure
 
 
-def comparison_figure(runs: Sequence[RunSummary]) -> Figure:
+def comparison_figure(runs: Sequence[RunSummary],
+                      labels: Sequence[str] | None = None) -> Figure:
     """The validation curves and the test accuracy bars side by side.
 
     Args:
         runs: The runs.
+        labels: One label per run (default: what differs between the runs,
+            :func:`cifar_cnn.compare.run_labels`).
 
     Returns:
         The Figure.
     """
+    labels = _labels(runs, labels)
     figure = Figure(figsize=(13, max(4.2, _height(runs))), layout="constrained")
     curves_axis, bars_axis = figure.subplots(1, 2)
-    _draw_validation_curves(curves_axis, runs)
-    _draw_test_accuracies(bars_axis, runs)
+    _draw_validation_curves(curves_axis, runs, labels)
+    _draw_test_accuracies(bars_axis, runs, labels)
     return figure

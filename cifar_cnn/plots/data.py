@@ -51,5 +51,6 @@ def class_balance(labels_by_split: dict[str, np.ndarray], class_names: Sequence[
                     rotation=30)
     axis.set_ylabel("images")
     axis.set_title("Images per class")
-    axis.legend()
+    # Beside the axes, not over them: inside, it covered a bar whatever corner it chose.
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return figure

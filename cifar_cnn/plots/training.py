@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from matplotlib.figure import Figure
@@ -23,15 +24,42 @@ def training_curves(history: Sequence[dict], validation_label: str = "validation
     loss_axis, accuracy_axis = figure.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        axis.plot(epochs, [row[metric] for row in history], "o-", label="train")
+        series = [("train", [row[metric] for row in history])]
         if history and f"val_{metric}" in history[0]:
-            axis.plot(epochs, [row[f"val_{metric}"] for row in history], "o-",
-                      label=validation_label)
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            series.append((validation_label, [row[f"val_{metric}"] for row in history]))
+        highest = max((values[0] for _, values in series), default=0.0)
+        for label, values in series:
+            line, = axis.plot(epochs, values, "o-", markersize=6 if len(epochs) <= 3 else 4,
+                              label=label)
+            if len(epochs) == 1:  # A lone dot says little: write its value beside it.
+                # Two close values: the higher one's text above its dot, the other's below.
+                above = len(series) == 1 or values[0] == highest
+                axis.annotate(f"{values[0]:.3f}", (epochs[0], values[0]),
+                              xytext=(8, 3 if above else -3), textcoords="offset points",
+                              va="bottom" if above else "top", fontsize=9,
+                              color=line.get_color())
+        _epoch_axis(axis, epochs)
+        if metric == "accuracy" and len(epochs) <= 2:
+            axis.set_ylim(0, 1)  # Matplotlib would zoom a few points to a hair's breadth.
+        elif len(epochs) == 1:
+            top = max(values[0] for _, values in series)
+            if math.isfinite(top) and top > 0:
+                axis.set_ylim(0, top * 1.25)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
     loss_axis.set_title("Loss")
     accuracy_axis.set_title("Accuracy")
     return figure
+
+
+def _epoch_axis(axis, epochs: Sequence[int]) -> None:
+    """Whole epochs on the x axis; few epochs get a tick each and half an epoch of margin,
+    so one epoch sits mid-axis at "1" (not on a 0.945-1.050 axis) and two are not at its
+    edges."""
+    axis.set_xlabel("epoch")
+    if 0 < len(epochs) <= 15:
+        axis.set_xticks(sorted(set(epochs)))
+        axis.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    else:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
