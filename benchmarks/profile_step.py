@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_record, machine_slug,
+from common import (DEFAULT_DATA_SOURCE, REPOSITORY_ROOT, machine_slug,
                     print_result, run_child)
 
 VARIANT_KEYS = {
@@ -353,13 +353,14 @@ def main() -> None:
     output = arguments.output or (REPOSITORY_ROOT / "benchmarks" / "results" /
                                   f"profile-{machine_slug()}.json")
 
-    # The roofline's two rates, measured first, in a process of their own (this one must not
-    # import TensorFlow with settings a variant would then inherit).
+    # The roofline's two rates and the machine record, measured first, in a process of their
+    # own (this one must not import TensorFlow with settings a variant would then inherit).
     measured = subprocess.run(
         [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); "
          "from machine_peak import measure_peaks, memory_bandwidth_gbs; "
+         "from common import machine_record; "
          "print(json.dumps({'peaks': measure_peaks(sizes=[int(s) for s in sys.argv[2:]], "
-         "repeats=3), 'bandwidth': memory_bandwidth_gbs()}))",
+         "repeats=3), 'bandwidth': memory_bandwidth_gbs(), 'machine': machine_record()}))",
          str(Path(__file__).parent), *map(str, arguments.peak_sizes)],
         capture_output=True, text=True, check=True)
     rates = json.loads(measured.stdout.strip().splitlines()[-1])
@@ -367,7 +368,7 @@ def main() -> None:
     bandwidth = rates["bandwidth"]["gigabytes_per_second"]
     print(f"== matmul peaks {peaks} GFLOP/s, memory bandwidth {bandwidth:.1f} GB/s", flush=True)
     results = {"command": " ".join(["python", "benchmarks/profile_step.py", *sys.argv[1:]]),
-               "machine": machine_record(), "machine_peak": rates["peaks"],
+               "machine": rates["machine"], "machine_peak": rates["peaks"],
                "memory_bandwidth": rates["bandwidth"], "recipe": arguments.recipe,
                "sum_note": SUM_NOTE, "variants": []}
     from flops import ELEMENTWISE_BYTES_CONVENTION, FLOP_CONVENTION

@@ -91,7 +91,11 @@ def write_figure(path: str | os.PathLike, figure, dpi: int = 110) -> Path:
     path = Path(path)
     with atomic_output(path) as temporary:
         # The temporary name ends in ".partial<suffix>": the format is named explicitly.
-        figure.savefig(temporary, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
+        suffix = path.suffix.lstrip(".").lower() or "png"
+        # A fast PNG compression level: figures are small, and the default level took a
+        # quarter of the saving time for 5-10% smaller files.
+        options = {"pil_kwargs": {"compress_level": 1}} if suffix == "png" else {}
+        figure.savefig(temporary, dpi=dpi, format=suffix, **options)
     return path
 
 

@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh
-exec .venv/bin/python -m pytest "$@"
+# Two or more workers (at most 4: each test may start TensorFlow processes of its own).
+workers=$(nproc 2>/dev/null || echo 2)
+workers=$(( workers < 2 ? 2 : (workers > 4 ? 4 : workers) ))
+exec .venv/bin/python -m pytest -n "$workers" --dist worksteal "$@"

@@ -25,7 +25,9 @@ def _run(script, *arguments, timeout=600):
 
 def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_archive, tmp_path):
     output = tmp_path / "results.json"
-    _run("recipes.py", "--recipes", "seed:2@2", "airbench_small:1", "--data-source",
+    # One seed per entry keeps this to two training processes; combining several seeds is
+    # checked on its own below (test_seeds_combine_into_mean_and_spread).
+    _run("recipes.py", "--recipes", "seed:2", "airbench_small:1", "--data-source",
          str(image_folder_archive), "--output", str(output),
          "--peak-sizes", "128", "--peak-repeats", "1", "--peak-minimum-seconds", "0")
     results = json.loads(output.read_text())
@@ -35,15 +37,12 @@ def test_recipe_benchmark_records_curves_thresholds_and_machine(image_folder_arc
     assert results["reference_network"]["images_per_second"] is None
     assert "no --reference-python" in results["reference_network"]["note"]
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["processor"]
-    assert [record["entry"] for record in results["recipes"]] == ["seed:2@2", "airbench_small:1"]
+    assert [record["entry"] for record in results["recipes"]] == ["seed:2", "airbench_small:1"]
     seed, small = results["recipes"]
-    # Two seeds: the first seed's record, each seed's figures and their mean and spread.
-    assert [one["seed"] for one in seed["seeds"]] == [42, 43] and seed["seed"] == 42
-    accuracies = [one["final_test_accuracy"] for one in seed["seeds"]]
-    assert seed["final_test_accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
-    assert seed["final_test_accuracy_std"] == pytest.approx(
-        abs(accuracies[0] - accuracies[1]) / math.sqrt(2))
-    assert small["seeds"][0]["seed"] == 42 and small["final_test_accuracy_std"] == 0.0
+    for record in (seed, small):  # One seed: its own figures, no spread.
+        assert [one["seed"] for one in record["seeds"]] == [42] and record["seed"] == 42
+        assert record["final_test_accuracy_mean"] == record["final_test_accuracy"]
+        assert record["final_test_accuracy_std"] == 0.0
     # Every target the entries allow is judged; the airbench ones are not measured here.
     targets = {check["target"]: check for check in results["targets"]}
     accuracy_target = targets["seed (2 epochs) test accuracy"]
@@ -286,6 +285,33 @@ def test_profile_variants_are_checked_before_anything_runs():
                        ("inter_op=two", "thread count")):
         with pytest.raises(ValueError, match=named):
             parse_variant(bad)
+
+
+def test_seeds_combine_into_mean_and_spread():
+    from recipes import combine_seeds, parse_entry
+
+    assert parse_entry("seed:2@3", ["seed", "airbench"]) == ("seed", 2, 3)
+    assert parse_entry("airbench", ["seed", "airbench"]) == ("airbench", None, 1)
+    with pytest.raises(ValueError, match="NAME one of seed, airbench"):
+        parse_entry("seed@0", ["seed", "airbench"])
+
+    def record(seed, accuracy, seconds, to_80):
+        return {"seed": seed, "final_test_accuracy": accuracy, "train_seconds": seconds,
+                "train_images_per_second": 1000 / seconds, "test_curve": [seed],
+                "seconds_to": {"0.80": to_80, "0.90": None}}
+
+    combined = combine_seeds("seed:2@2", [record(42, 0.70, 10.0, 5.0), record(43, 0.74, 12.0, 7.0)])
+    # The first seed's record stays whole (its curve is the one plotted).
+    assert combined["entry"] == "seed:2@2" and combined["seed"] == 42
+    assert combined["test_curve"] == [42]
+    assert [one["seed"] for one in combined["seeds"]] == [42, 43]
+    assert combined["final_test_accuracy_mean"] == pytest.approx(0.72)
+    assert combined["final_test_accuracy_std"] == pytest.approx(0.04 / math.sqrt(2))
+    assert combined["train_seconds_mean"] == pytest.approx(11.0)
+    # A threshold's mean needs every seed to reach it.
+    assert combined["seconds_to_mean"] == {"0.80": pytest.approx(6.0), "0.90": None}
+    single = combine_seeds("seed", [record(42, 0.7, 10.0, None)])
+    assert single["final_test_accuracy_std"] == 0.0 and single["seconds_to_mean"]["0.80"] is None
 
 
 def test_profile_step_writes_kinds_roofline_and_kernels(image_folder_archive, tmp_path):

@@ -107,6 +107,16 @@ def test_train_writes_a_complete_run_with_a_model(trained_run):
 
 @pytest.mark.skipif("tensorboard" not in RunConfig.parameter_names(),
                     reason="RunConfig has no tensorboard field yet")
+def test_train_dry_run_prints_the_plan_and_creates_nothing(tmp_path, capsys):
+    output = tmp_path / "runs"
+    assert cli.main(["train", "--recipe", "airbench", "--epochs", "3", "--data-source", "keras",
+                     "--output-dir", str(output), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "Muon on the conv filters, learning rate 0.24" in printed
+    assert "linear decay" in printed and "after step 75" in printed  # 3 epochs of 25 steps.
+    assert "epoch 1/" not in printed and not output.exists()
+
+
 def test_train_with_tensorboard_writes_logs_in_the_run_folder(image_folder_archive, tmp_path,
                                                               capsys):
     pytest.importorskip("tensorboard")
