@@ -103,7 +103,7 @@ def predict_probabilities(model, images: np.ndarray, *, batch_size: int = 500,
     chunk_size = -(-chunk_size // batch_size) * batch_size
     counter = None
     if progress_label:
-        from cifar_cnn.predict import ProgressCounter
+        from cifar_cnn.progress import ProgressCounter
 
         # A single chunk is over in a moment: the counter shows only for longer work.
         counter = ProgressCounter(progress_label, len(images), minimum_total=chunk_size + 1)

@@ -7,7 +7,6 @@ Reading and resizing the images is :mod:`cifar_cnn.images`; computing probabilit
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -162,34 +161,6 @@ def _run_folder_of(model_path: Path) -> tuple[Path | None, dict | None]:
     return run.path, (run.config if run.status != UNREADABLE else None)
 
 
-class ProgressCounter:
-    """A one-line "label: done/total" counter on a terminal; silent when not on a terminal.
-
-    Args:
-        label: What is counted, e.g. ``"predicting"``.
-        total: How many items there are.
-        stream: Where to draw (default standard error, so standard output stays clean).
-        minimum_total: Draw nothing for fewer items than this: short jobs need no bar.
-    """
-
-    def __init__(self, label: str, total: int, stream=None, minimum_total: int = 2):
-        self.label, self.total = label, total
-        self.stream = stream or sys.stderr
-        self.active = total >= minimum_total and getattr(self.stream, "isatty", lambda: False)()
-
-    def update(self, done: int) -> None:
-        """Redraw the counter after ``done`` items.
-
-        Args:
-            done: Items finished so far.
-        """
-        if self.active:
-            self.stream.write(f"\r{self.label}: {done}/{self.total}")
-            if done >= self.total:
-                self.stream.write("\n")
-            self.stream.flush()
-
-
 def top_k(probabilities: np.ndarray, k: int, class_names: Sequence[str]) -> list[tuple[str, float]]:
     """The k most probable classes of one image, most probable first.
 
@@ -208,5 +179,5 @@ def top_k(probabilities: np.ndarray, k: int, class_names: Sequence[str]) -> list
     return [(class_names[index], float(probabilities[index])) for index in order]
 
 
-__all__ = ["LoadedModel", "ModelLoadError", "ProgressCounter", "load_model",
+__all__ = ["LoadedModel", "ModelLoadError", "load_model",
            "resolve_model_path", "top_k"]

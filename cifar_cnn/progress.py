@@ -383,11 +383,42 @@ class Stages:
         self.line.close(text)
 
 
+class ProgressCounter:
+    """A one-line "label: done/total" counter on a terminal's standard error; else silent.
+
+    For commands whose standard output is their result (``cifar-cnn predict``,
+    ``evaluate``): the count goes to standard error, and only on a terminal.
+
+    Args:
+        label: What is counted, e.g. ``"predicting"``.
+        total: How many items there are.
+        stream: Where to draw (default standard error, so standard output stays clean).
+        minimum_total: Draw nothing for fewer items than this: short jobs need no bar.
+    """
+
+    def __init__(self, label: str, total: int, stream=None, minimum_total: int = 2):
+        self.label, self.total = label, total
+        self.stream = stream or sys.stderr
+        self.active = total >= minimum_total and getattr(self.stream, "isatty", lambda: False)()
+
+    def update(self, done: int) -> None:
+        """Redraw the counter after ``done`` items.
+
+        Args:
+            done: Items finished so far.
+        """
+        if self.active:
+            self.stream.write(f"\r{self.label}: {done}/{self.total}")
+            if done >= self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
 def no_report(stage: str, done: float, total: float | None = None, unit: str = "") -> None:
     """A :class:`StageReporter` that reports nothing (the default of the data functions)."""
 
 
-__all__ = ["ENVIRONMENT_VARIABLE", "MINIMUM_INTERVAL", "MODES", "NOTEBOOK", "ProgressLine",
-           "QUIET", "StageReporter", "Stages", "TERMINAL", "display_mode", "format_quantity",
-           "format_seconds", "is_kernel_shell", "jupyter_shell", "no_report",
-           "quiet_in_child_processes"]
+__all__ = ["ENVIRONMENT_VARIABLE", "MINIMUM_INTERVAL", "MODES", "NOTEBOOK",
+           "ProgressCounter", "ProgressLine", "QUIET", "StageReporter", "Stages",
+           "TERMINAL", "display_mode", "format_quantity", "format_seconds",
+           "is_kernel_shell", "jupyter_shell", "no_report", "quiet_in_child_processes"]

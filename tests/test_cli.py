@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_cnn import cli, evaluate, images, predict, run_catalog, runs, tensorboard_logging
+from cifar_cnn import (cli, evaluate, images, predict, progress, run_catalog, runs,
+                       tensorboard_logging)
 from cifar_cnn.cli.runs import format_run_table
 from cifar_cnn.config import RunConfig
 from cifar_cnn.data import CLASS_NAMES
@@ -567,7 +568,7 @@ def test_progress_counter_draws_only_on_a_terminal():
 
     terminal, pipe = Terminal(), io.StringIO()
     for stream in (terminal, pipe):
-        counter = predict.ProgressCounter("loading images", 2, stream=stream)
+        counter = progress.ProgressCounter("loading images", 2, stream=stream)
         counter.update(1)
         counter.update(2)
     assert terminal.getvalue() == "\rloading images: 1/2\rloading images: 2/2\n"

@@ -70,7 +70,7 @@ def add_parser(commands) -> None:
 def _load_images(arguments: argparse.Namespace, failures: list[dict]) -> list:
     """The images that could be read, as ``PreparedImage``; each failure noted and kept."""
     from cifar_cnn import images
-    from cifar_cnn.predict import ProgressCounter
+    from cifar_cnn.progress import ProgressCounter
 
     paths, problems = images.collect_image_paths(arguments.images)
     for argument, problem in problems:
