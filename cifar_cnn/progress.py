@@ -8,7 +8,7 @@ it runs, in the one place a person watches it:
   with a text line;
 - in a terminal (standard output is a TTY): one ``\\r``-redrawn line;
 - anywhere else (output piped to a file, CI, pytest's capture, papermill's log, a sweep):
-  nothing. Work that also prints one line per step of its own (``train.EpochLine``) keeps
+  nothing. Work that also prints one line per step of its own (``training_callbacks.EpochLine``) keeps
   printing it there; the in-place line adds nothing to a log.
 
 ``$CIFAR_CNN_PROGRESS`` overrides the choice: ``0`` (or ``off``, ``false``, ``no``) turns

@@ -26,6 +26,12 @@ from PIL import Image
 
 from cifar_cnn.data import CLASS_NAMES
 
+def pytest_collection_modifyitems(items):
+    """Slow tests first: with parallel workers (scripts/test.sh), a long test that started
+    last would keep one worker busy while the others idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 LAYOUTS = ("python", "binary", "image_folder")
 CONTAINERS = ("folder", "tar", "tar.gz")
 IMAGE_FORMATS = ("png", "jpeg")

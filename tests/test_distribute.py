@@ -195,6 +195,7 @@ PROBABILITY_TOLERANCE = 5e-2
 WEIGHT_TOLERANCE = 1e-1
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_matches_one_device_and_resumes(tmp_path):
     log = tmp_path / "mirrored.log"
     with open(log, "w") as stream:
@@ -307,6 +308,7 @@ def _wait_until_all_printed(processes, logs, text: str, timeout: float) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_in_sync_and_resume_after_a_kill(image_folder_archive,
                                                                        tmp_path):
     parameters = {"strategy": "multiworker", "data_source": str(image_folder_archive),

@@ -71,6 +71,7 @@ def _start(parameters: dict, log_path: Path, pause: bool) -> subprocess.Popen:
                                 stdout=log, stderr=subprocess.STDOUT, env=environment)
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_after_its_last_completed_epoch(learnable_source, tmp_path):
     parameters = {"data_source": str(learnable_source), "epochs": EPOCHS, "seed": 3,
                   "batch_size": 16, "learning_rate": 2e-3, "strategy": "default",
@@ -134,6 +135,7 @@ class _StopAtEpoch3(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_run_whose_newest_state_is_cut_short_resumes_from_the_one_before(
         learnable_source, tmp_path, capsys):
     import keras

@@ -183,6 +183,7 @@ def test_a_keras_zip_bomb_is_refused_within_800_mb(small_keras_model, black_32x3
     print(f"1 GB .keras zip bomb: exit {outcome['exit']}, peak {outcome['peak_mb']:.0f} MB")
 
 
+@pytest.mark.slow
 def test_a_config_describing_an_enormous_network_fails_within_its_budget(
         small_keras_model, black_32x32_png, tmp_path):
     with zipfile.ZipFile(small_keras_model) as original:

@@ -50,6 +50,7 @@ def test_command_line_runner_validates_before_starting_a_kernel(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_nbval_executes_the_committed_notebook_in_quick_mode(image_folder_archive, tmp_path):
     # nbval runs the kernel in the notebook's folder: a copy keeps run folders out of the repo.
     notebook_copy = tmp_path / NOTEBOOK.name

@@ -21,6 +21,7 @@ def _files(folder: Path) -> set[str]:
     return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
 
 
+@pytest.mark.slow
 def test_notebook_train_and_sweep_write_the_same_run_folder(image_folder_archive, tmp_path,
                                                             monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -79,6 +80,7 @@ def _check_papermill_run(run_folder: Path) -> None:
     assert not (run_folder / runs.TRAINING_STATE_FOLDER).exists()
 
 
+@pytest.mark.slow
 def test_editing_a_parameter_and_running_again_in_the_same_kernel(image_folder_archive,
                                                                   tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_CNN_QUICK", "1")

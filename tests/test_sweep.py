@@ -402,6 +402,7 @@ def test_default_workers_and_per_worker_threads():
 TINY = {"epochs": 1, "max_train_examples": 100, "max_test_examples": 50}
 
 
+@pytest.mark.slow
 def test_sweep_executes_the_notebook_per_set_then_skips_every_completed_run(
         image_folder_archive, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -452,6 +453,7 @@ def test_sweep_executes_the_notebook_per_set_then_skips_every_completed_run(
     assert json.loads((output_dir / "sweep.json").read_text())["counts"]["skipped"] == 2
 
 
+@pytest.mark.slow
 def test_command_line_sweep_with_bad_sets_finishes_the_others_and_reports_them(
         image_folder_archive, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
