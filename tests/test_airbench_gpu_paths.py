@@ -85,6 +85,7 @@ def test_mixed_float16_steps_are_finite_and_agree_with_float32(float32_run):
         assert cosine > (0.85 if path.startswith("whitening") else 0.97), (path, cosine)
 
 
+@pytest.mark.slow
 def test_xla_steps_agree_with_float32(float32_run):
     run = _train_steps("float32", jit_compile=True, initial_weights=float32_run["start"])
     assert run["model"].jit_compile is True

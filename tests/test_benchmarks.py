@@ -238,6 +238,7 @@ def test_seed_pipeline_benchmark_compares_both_paths(image_folder_archive, tmp_p
         result["library_median_seconds"] / result["plain_median_seconds"]
 
 
+@pytest.mark.slow
 def test_data_loading_benchmark_times_first_and_cached_loads(image_folder_archive, tmp_path):
     output = tmp_path / "loading.json"
     _run("data_loading.py", "--repeats", "2", "--data-source", str(image_folder_archive),
@@ -341,6 +342,7 @@ def test_profile_step_writes_kinds_roofline_and_kernels(image_folder_archive, tm
     assert "| convolution forward |" in table and "`onednn=off`" in table
 
 
+@pytest.mark.slow
 def test_onednn_is_asked_for_only_when_the_user_did_not_choose(tmp_path):
     """The package asks for oneDNN before TensorFlow loads, and never overrides a choice."""
     program = ("import cifar_cnn, tensorflow; from cifar_cnn.cpu_kernels import "

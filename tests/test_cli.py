@@ -118,6 +118,7 @@ def test_train_dry_run_prints_the_plan_and_creates_nothing(tmp_path, capsys):
     assert "epoch 1/" not in printed and not output.exists()
 
 
+@pytest.mark.slow
 def test_train_with_tensorboard_writes_logs_in_the_run_folder(image_folder_archive, tmp_path,
                                                               capsys):
     pytest.importorskip("tensorboard")
@@ -270,6 +271,7 @@ def test_evaluate_missing_model_exits_2(tmp_path, capsys):
 
 # ---------------------------------------------------------------- predict
 
+@pytest.mark.slow
 def test_predict_in_a_fresh_process_matches_the_in_memory_model(trained_run, sample_images,
                                                                  tmp_path):
     json_path, sheet_path = tmp_path / "out" / "predictions.json", tmp_path / "sheet.png"
@@ -305,6 +307,7 @@ def test_predict_in_a_fresh_process_matches_the_in_memory_model(trained_run, sam
     assert f"contact sheet: {sheet_path}" in completed.stdout
 
 
+@pytest.mark.slow
 def test_a_model_with_custom_layers_reloads_in_a_fresh_process(tmp_path):
     # airbench's whitening layer is this package's own class: a fresh process must know it.
     from cifar_cnn.models import airbench_net

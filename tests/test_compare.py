@@ -242,6 +242,7 @@ def test_compare_notebook_parameters():
 
 
 @pytest.mark.parametrize("given", [True, False], ids=["runs_dir", "default_runs_folder"])
+@pytest.mark.slow
 def test_compare_notebook_executes_against_run_folders(runs_dir, tmp_path, monkeypatch, given):
     output = tmp_path / "compare.ipynb"
     parameters = {"pattern": "lr*"}

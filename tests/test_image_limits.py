@@ -53,6 +53,7 @@ def write_large_jpeg(path: Path, width: int, height: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_108_megapixel_jpeg_is_classified_and_a_400_megapixel_png_named_too_large(
         small_keras_model, tmp_path):
     photo = write_large_jpeg(tmp_path / "panorama.jpg", 12000, 9000)

@@ -87,6 +87,7 @@ def test_a_second_start_from_any_entry_point_is_refused_naming_the_holder(tmp_pa
     assert not run_lock.lock_path(folder).exists(), "a released lock leaves no file behind"
 
 
+@pytest.mark.slow
 def test_a_notebook_runner_lends_its_lock_to_its_kernel_and_nobody_else(tmp_path):
     output = tmp_path / "runs"
     lock = run_lock.acquire(output / "lent", command="a runner in this test")
@@ -187,6 +188,7 @@ def test_a_garbage_or_huge_lock_file_of_a_dead_holder_is_taken_over(tmp_path):
     run.finish({"test_accuracy": 0.5})
 
 
+@pytest.mark.slow
 def test_two_starts_at_the_same_instant_leave_exactly_one_writer(tmp_path):
     output = tmp_path / "runs"
     script = HOLDER_SCRIPT.replace("time.sleep(120)", "time.sleep(8)")

@@ -30,6 +30,7 @@ def _snapshot(folder):
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
+@pytest.mark.slow
 def test_the_notebook_runner_never_writes_into_a_completed_run(tmp_path):
     folder = _completed_run(tmp_path)
     before = _snapshot(folder)
@@ -40,6 +41,7 @@ def test_the_notebook_runner_never_writes_into_a_completed_run(tmp_path):
     assert _snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_a_failed_overwrite_through_the_notebook_puts_the_completed_run_back(tmp_path):
     folder = _completed_run(tmp_path)
     before = _snapshot(folder)
