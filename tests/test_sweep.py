@@ -462,18 +462,17 @@ def test_command_line_sweep_with_bad_sets_finishes_the_others_and_reports_them(
         "name: bad\n"
         "base: {epochs: 1, max_train_examples: 100, max_test_examples: 50}\n"
         "runs:\n"
-        f"  - {{data_source: '{image_folder_archive}'}}\n"
+        # A run that completes beside failing ones: test_sweep_executes_the_notebook_per_set_...
+        # executes real ones, test_failed_executions_are_recorded_and_the_others_go_on mixes
+        # both; here the command line's own reporting of failures is the point.
         "  - {data_source: missing.tar.gz}\n"  # Valid config; fails inside the notebook.
         f"  - {{data_source: '{image_folder_archive}', validation_split: 1.5}}\n")
     exit_code = cli.main(["sweep", str(sweep_file), "--output-dir", "out", "--workers", "2"])
     printed = capsys.readouterr().out
     assert exit_code == cli.EXIT_SOME_FAILED, printed
     status = _status(tmp_path / "out" / "bad-sweep.json")
-    good, missing, invalid = (status[name] for name in (
-        "bad-data_tiny-image-folder.tar.gz", "bad-data_missing.tar.gz",
-        "bad-data_tiny-image-folder.tar.gz-val1.5"))
-    assert good["status"] == "complete"
-    assert (tmp_path / good["run_folder"] / "metrics.json").is_file()
+    missing, invalid = (status[name] for name in (
+        "bad-data_missing.tar.gz", "bad-data_tiny-image-folder.tar.gz-val1.5"))
     assert missing["status"] == "failed" and missing["failed_at"] == "execution"
     assert missing["error"].startswith("DataSourceError: CIFAR-10 source 'missing.tar.gz' does "
                                        "not exist")
@@ -484,6 +483,6 @@ def test_command_line_sweep_with_bad_sets_finishes_the_others_and_reports_them(
     assert invalid["notebook"] is None and invalid["started_at"] is None
     assert invalid["error"].startswith("ValueError: validation_split must be a number in [0, 1)")
     assert "[bad-data_missing.tar.gz] FAILED after" in printed
-    assert "sweep finished: 1 complete, 2 failed" in printed
+    assert "sweep finished: 2 failed" in printed
     markdown = (tmp_path / "out" / "bad-comparison.md").read_text()
     assert "| failed |" in markdown and "DataSourceError" in markdown
