@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from cifar_cnn import (cli, evaluate, images, predict, progress, run_catalog, runs,
-                       tensorboard_logging)
+                       saved_model_evaluation, tensorboard_logging)
 from cifar_cnn.cli.runs import format_run_table
 from cifar_cnn.config import RunConfig
 from cifar_cnn.data import CLASS_NAMES
@@ -251,8 +251,8 @@ def test_evaluate_explains_a_recorded_source_that_moved(trained_run, tmp_path, c
 def test_evaluate_saved_model_is_the_library_side_of_the_command(trained_run, tmp_path):
     figure = tmp_path / "library" / "cm.svg"
     progress = []
-    report = evaluate.evaluate_saved_model(trained_run.folder, max_test_examples=50,
-                                           output=figure, progress=progress.append)
+    report = saved_model_evaluation.evaluate_saved_model(
+        trained_run.folder, max_test_examples=50, output=figure, progress=progress.append)
     assert report.evaluation.accuracy == pytest.approx(trained_run.metrics["test_accuracy"],
                                                        abs=1e-9)
     assert report.run_folder == trained_run.folder and report.subset_seed == 42
@@ -262,6 +262,27 @@ def test_evaluate_saved_model_is_the_library_side_of_the_command(trained_run, tm
     assert json.loads(report.results_path.read_text())["test_examples"] == 50
     assert progress[0] == f"model: {trained_run.folder / 'model.keras'}"
     assert progress[1].startswith("loading the test split of ")
+
+
+def test_evaluating_inside_a_run_that_still_trains_is_refused_naming_its_writer(
+        trained_run, tmp_path, capsys):
+    from cifar_cnn import run_lock
+
+    run_copy = tmp_path / "runs" / "busy"
+    # Without what other tests evaluated into the shared run.
+    shutil.copytree(trained_run.folder, run_copy, ignore=shutil.ignore_patterns("evaluation*"))
+    lock = run_lock.acquire(run_copy, command="cifar-cnn train (a test standing for it)")
+    try:
+        assert cli.main(["evaluate", str(run_copy / "model.keras")]) == cli.EXIT_BAD_INPUT
+        error = capsys.readouterr().err
+        assert f"run folder {run_copy} is in use by process {os.getpid()}" in error
+        assert "(a test standing for it)" in error and "--output" in error
+        assert not (run_copy / "evaluation").exists()  # Nothing written inside it.
+        # Elsewhere is fine: the run's own files are only read.
+        assert cli.main(["evaluate", str(run_copy), "--max-test-examples", "20",
+                         "--output", str(tmp_path / "elsewhere" / "cm.png")]) == 0
+    finally:
+        lock.release()
 
 
 def test_evaluate_missing_model_exits_2(tmp_path, capsys):

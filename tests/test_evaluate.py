@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_cnn import evaluate
+from cifar_cnn import evaluate, saved_model_evaluation
 
 
 def test_scores_known_predictions():
@@ -117,11 +117,11 @@ def test_progress_counter_is_off_by_default_and_counts_chunks_on_a_terminal(monk
 
 
 def test_evaluation_figure_goes_beside_the_model_unless_given(tmp_path):
-    assert evaluate.evaluation_figure_path(tmp_path / "model.keras") == \
+    assert saved_model_evaluation.evaluation_figure_path(tmp_path / "model.keras") == \
         tmp_path / "evaluation" / "confusion_matrix.png"
-    assert evaluate.evaluation_figure_path(tmp_path / "best.keras") == \
+    assert saved_model_evaluation.evaluation_figure_path(tmp_path / "best.keras") == \
         tmp_path / "evaluation-best" / "confusion_matrix.png"
-    assert evaluate.evaluation_figure_path(tmp_path / "model.keras", tmp_path / "cm.pdf") == \
+    assert saved_model_evaluation.evaluation_figure_path(tmp_path / "model.keras", tmp_path / "cm.pdf") == \
         tmp_path / "cm.pdf"
     with pytest.raises(ValueError, match="must end in one of .png"):
-        evaluate.evaluation_figure_path(tmp_path / "model.keras", "figure.txt")
+        saved_model_evaluation.evaluation_figure_path(tmp_path / "model.keras", "figure.txt")

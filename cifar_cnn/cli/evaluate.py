@@ -1,5 +1,5 @@
 """``cifar-cnn evaluate``: score a saved model on a test split (see
-:func:`cifar_cnn.evaluate.evaluate_saved_model`, which does the work)."""
+:func:`cifar_cnn.saved_model_evaluation.evaluate_saved_model`, which does the work)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cifar_cnn.cli.common import (
     positive_int,
 )
 from cifar_cnn.config import TEST_TIME_AUGMENTATIONS
-from cifar_cnn.evaluate import CONFUSION_MATRIX_FIGURE, EVALUATION_FILE
+from cifar_cnn.saved_model_evaluation import CONFUSION_MATRIX_FIGURE, EVALUATION_FILE
 from cifar_cnn.runs import CONFIG_FILE, EVALUATION_FOLDER, METRICS_FILE, MODEL_FILE
 
 EXIT_CODES_HELP = ("exit codes: 0 done; 2 bad usage, a model that cannot be loaded\n"
@@ -86,7 +86,7 @@ def run(arguments: argparse.Namespace) -> int:
         0 (bad input raises ``ValueError``).
     """
     quiet_tensorflow()
-    from cifar_cnn.evaluate import evaluate_saved_model
+    from cifar_cnn.saved_model_evaluation import evaluate_saved_model
 
     report = evaluate_saved_model(arguments.model, data_source=arguments.data_source,
                                   max_test_examples=arguments.max_test_examples,
