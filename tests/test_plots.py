@@ -46,6 +46,12 @@ def test_training_curves_without_validation_draw_only_train():
     assert [line.get_label() for line in figure.axes[0].get_lines()] == ["train"]
 
 
+def test_training_curves_of_no_epoch_yet_draw_empty_axes():
+    figure = plots.training_curves([])
+    assert [len(axis.get_lines()) for axis in figure.axes] == [1, 1]
+    assert all(len(line.get_xdata()) == 0 for axis in figure.axes for line in axis.get_lines())
+
+
 def test_one_epoch_curves_are_readable_markers_on_a_sensible_axis():
     figure = plots.training_curves([{"epoch": 1, "loss": 2.05, "accuracy": 0.31,
                                      "val_loss": 1.93, "val_accuracy": 0.34}])

@@ -49,5 +49,5 @@ def image_grid(images: np.ndarray, titles: Sequence[str], columns: int,
         axis.set_title(titles[index], fontsize=8,
                        color=title_colors[index] if title_colors else "black")
     if title:
-        figure.suptitle(title, y=1 - 0.12 / height, va="top")
+        figure.suptitle(title, y=1 - GAP_INCHES / height, va="top")
     return figure

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+
+from cifar_cnn.plots._axes import epoch_axis
 
 if TYPE_CHECKING:  # Only for annotations.
     from cifar_cnn.run_catalog import RunSummary
@@ -56,15 +57,8 @@ def _draw_validation_curves(axis, runs: Sequence[RunSummary], labels: Sequence[s
                   transform=axis.transAxes)
     else:
         axis.legend(fontsize=7)
-    axis.set_xlabel("epoch")
-    epochs = sorted({row["epoch"] for run, _ in with_curves for row in run.history
-                     if "val_accuracy" in row})
-    if 0 < len(epochs) <= 15:
-        axis.set_xticks(epochs)  # Few epochs: one tick each (a locator would add fractions).
-        # Half an epoch of margin: one epoch sits mid-axis, not on a 0.945-1.050 axis.
-        axis.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
-    else:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(axis, sorted({row["epoch"] for run, _ in with_curves for row in run.history
+                             if "val_accuracy" in row}))
     axis.set_ylabel(_monitored_label(runs))
     axis.grid(alpha=0.3)
     axis.set_title("Validation curves")

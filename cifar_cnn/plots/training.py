@@ -6,7 +6,8 @@ import math
 from typing import Sequence
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+
+from cifar_cnn.plots._axes import epoch_axis
 
 
 def training_curves(history: Sequence[dict], validation_label: str = "validation") -> Figure:
@@ -27,7 +28,8 @@ def training_curves(history: Sequence[dict], validation_label: str = "validation
         series = [("train", [row[metric] for row in history])]
         if history and f"val_{metric}" in history[0]:
             series.append((validation_label, [row[f"val_{metric}"] for row in history]))
-        highest = max((values[0] for _, values in series), default=0.0)
+        # The higher of the first values (one epoch: it decides which label goes above).
+        highest = max(values[0] for _, values in series) if epochs else 0.0
         for label, values in series:
             line, = axis.plot(epochs, values, "o-", markersize=6 if len(epochs) <= 3 else 4,
                               label=label)
@@ -38,13 +40,11 @@ def training_curves(history: Sequence[dict], validation_label: str = "validation
                               xytext=(8, 3 if above else -3), textcoords="offset points",
                               va="bottom" if above else "top", fontsize=9,
                               color=line.get_color())
-        _epoch_axis(axis, epochs)
+        epoch_axis(axis, epochs)
         if metric == "accuracy" and len(epochs) <= 2:
             axis.set_ylim(0, 1)  # Matplotlib would zoom a few points to a hair's breadth.
-        elif len(epochs) == 1:
-            top = max(values[0] for _, values in series)
-            if math.isfinite(top) and top > 0:
-                axis.set_ylim(0, top * 1.25)
+        elif len(epochs) == 1 and math.isfinite(highest) and highest > 0:
+            axis.set_ylim(0, highest * 1.25)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
@@ -52,14 +52,3 @@ def training_curves(history: Sequence[dict], validation_label: str = "validation
     accuracy_axis.set_title("Accuracy")
     return figure
 
-
-def _epoch_axis(axis, epochs: Sequence[int]) -> None:
-    """Whole epochs on the x axis; few epochs get a tick each and half an epoch of margin,
-    so one epoch sits mid-axis at "1" (not on a 0.945-1.050 axis) and two are not at its
-    edges."""
-    axis.set_xlabel("epoch")
-    if 0 < len(epochs) <= 15:
-        axis.set_xticks(sorted(set(epochs)))
-        axis.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-    else:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
