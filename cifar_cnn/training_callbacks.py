@@ -7,6 +7,7 @@ show; they change nothing about what trains.
 from __future__ import annotations
 
 import json
+import numbers
 import sys
 import threading
 import time
@@ -77,10 +78,8 @@ class EpochLine(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = " - ".join(f"{name} {value:.4f}" for name, value in (logs or {}).items()
-                             if name != "learning_rate")
         print(f"epoch {epoch + 1}/{self.total_epochs} - {time.perf_counter() - self._started:.1f}s"
-              f" - {metrics}", file=self.stream, flush=True)
+              f"{_metrics_text(logs or {})}", file=self.stream, flush=True)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -243,7 +242,8 @@ def _count(number: int, noun: str) -> str:
 
 
 def _metrics_text(logs: dict) -> str:
-    """`` - loss 1.2345 - accuracy 0.5678`` from running batch logs (learning rate left out)."""
+    """`` - loss 1.2345 - accuracy 0.5678`` from Keras logs (the learning rate left out), for
+    the epoch line and the progress line alike."""
     parts = [f"{name} {float(value):.4f}" for name, value in logs.items()
-             if name != "learning_rate" and isinstance(value, (int, float))]
+             if name != "learning_rate" and isinstance(value, numbers.Real)]
     return "".join(f" - {part}" for part in parts)
