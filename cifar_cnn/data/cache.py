@@ -268,9 +268,10 @@ def save_cached(path: Path, train, test) -> bool:
             np.savez(stream, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1])
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
-        # stacklevel 3: the warning points at the caller of load_cifar10.
+        # stacklevel 4 (here, sources._load_local, load_cifar10): the warning points at the
+        # caller of load_cifar10.
         warnings.warn(f"could not write the CIFAR-10 cache in {Path(path).parent} ({reason}); "
                       "the data is used uncached. Set $CIFAR_CNN_CACHE_DIR to a writable "
-                      "folder to cache it.", CacheWarning, stacklevel=3)
+                      "folder to cache it.", CacheWarning, stacklevel=4)
         return False
     return True

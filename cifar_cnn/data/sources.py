@@ -198,32 +198,36 @@ def load_cifar10(
     started = time.monotonic()
     report = _reporter(progress, path)
     try:
-        if path.is_file():
-            fingerprint = cache.file_sha256(path)
-            _verify_checksum(path, fingerprint, sha256)
-        elif sha256:
-            raise DataSourceError(f"{path} is a folder; a sha256 can only check an archive file.")
-        if not use_cache:
-            train, test = _decode_source(path, report)
-            _finish(report, _loaded(path, train, test, started))
-            return train, test
-        if not path.is_file():
-            # Hashing a folder's content is only needed for the cache key.
-            fingerprint = "folder:" + cache.folder_fingerprint(path)
-        cache_file = cache.cache_path(Path(cache_dir) if cache_dir else cache.default_cache_dir(),
-                                      fingerprint)
-        cached = cache.load_cached(cache_file)
-        if cached is not None:
-            _finish(report, _loaded(path, *cached, started))
-            return cached
-        train, test = _decode_source(path, report)
-        report("writing the cache", 0)
-        cache.save_cached(cache_file, train, test)
-        _finish(report, _loaded(path, train, test, started))
-        return train, test
+        train, test = _load_local(path, sha256, cache_dir, use_cache, report)
     except BaseException:
         _finish(report)  # The line goes: the error says what happened.
         raise
+    _finish(report, _loaded(path, train, test, started))
+    return train, test
+
+
+def _load_local(path: Path, sha256: str | None, cache_dir: str | os.PathLike | None,
+                use_cache: bool, report: progress_module.StageReporter):
+    """A local source's arrays: checked, then from the cache or decoded (and cached)."""
+    if path.is_file():
+        fingerprint = cache.file_sha256(path)
+        _verify_checksum(path, fingerprint, sha256)
+    elif sha256:
+        raise DataSourceError(f"{path} is a folder; a sha256 can only check an archive file.")
+    if not use_cache:
+        return _decode_source(path, report)
+    if not path.is_file():
+        # Hashing a folder's content is only needed for the cache key.
+        fingerprint = "folder:" + cache.folder_fingerprint(path)
+    cache_file = cache.cache_path(Path(cache_dir) if cache_dir else cache.default_cache_dir(),
+                                  fingerprint)
+    cached = cache.load_cached(cache_file)
+    if cached is not None:
+        return cached
+    train, test = _decode_source(path, report)
+    report("writing the cache", 0)
+    cache.save_cached(cache_file, train, test)
+    return train, test
 
 
 def _loaded(path: Path, train, test, started: float) -> str:
