@@ -59,10 +59,12 @@ class ResolvedRun:
     @property
     def expected_train_examples(self) -> int:
         """Training images of a complete CIFAR-10 after the subset and the validation split."""
+        from cifar_cnn.data import validation_count
+
         count = CIFAR10_TRAIN_IMAGES
         if self.config.max_train_examples is not None:
             count = min(count, self.config.max_train_examples)
-        return count - int(round(self.config.validation_split * count))
+        return count - validation_count(count, self.config.validation_split)
 
     def drops_last_batch(self, train_examples: int) -> bool:
         """Whether each epoch's partial batch is dropped: if the recipe asks and a whole fits.
@@ -171,7 +173,7 @@ def resolve_run(config: RunConfig) -> ResolvedRun:
         named, epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, preprocessing=config.preprocessing,
         precision=config.mixed_precision,
-        test_time_augmentation=test_time_views(named, config.tta))
+        test_time_augmentation=_test_time_augmentation(named, config.tta))
     source = data.resolve_source(config.data_source)
     with hold_native_stderr():
         policy = precision.resolve_precision(recipe.precision)
@@ -183,7 +185,7 @@ def resolve_run(config: RunConfig) -> ResolvedRun:
         chief=strategy != "multiworker" or distribute.is_chief())
 
 
-def test_time_views(recipe: Recipe, tta: bool) -> str:
+def _test_time_augmentation(recipe: Recipe, tta: bool) -> str:
     """The test-time augmentation a run uses: the recipe's views when ``tta`` is on.
 
     Args:
@@ -245,4 +247,4 @@ def _schedule_words(recipe: Recipe, steps_per_epoch: int) -> str:
     return recipe.schedule
 
 
-__all__ = ["CIFAR10_TRAIN_IMAGES", "ResolvedRun", "resolve_run", "test_time_views"]
+__all__ = ["CIFAR10_TRAIN_IMAGES", "ResolvedRun", "resolve_run"]

@@ -20,6 +20,7 @@ from cifar_cnn.data.pipeline import (
     stratified_counts,
     subsample,
     train_validation_split,
+    validation_count,
 )
 from cifar_cnn.data.sources import load_cifar10, resolve_source
 
@@ -38,4 +39,5 @@ __all__ = [
     "stratified_counts",
     "subsample",
     "train_validation_split",
+    "validation_count",
 ]

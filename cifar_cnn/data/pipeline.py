@@ -134,6 +134,19 @@ def class_count_range(labels: np.ndarray) -> str:
     return f"{low} per class" if low == high else f"{low}-{high} per class"
 
 
+def validation_count(examples: int, validation_split: float) -> int:
+    """How many of ``examples`` training images :func:`train_validation_split` holds out.
+
+    Args:
+        examples: Images in the training set.
+        validation_split: Fraction held out, in [0, 1).
+
+    Returns:
+        The rounded count (0 for no split).
+    """
+    return int(round(validation_split * examples))
+
+
 def train_validation_split(images: np.ndarray, labels: np.ndarray,
                            validation_split: float, seed: int):
     """Hold out a seeded, stratified validation split.
@@ -153,7 +166,8 @@ def train_validation_split(images: np.ndarray, labels: np.ndarray,
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
     if validation_split == 0:
         return (images, labels), None
-    kept, taken = _stratified_indices(labels, int(round(validation_split * len(labels))), seed)
+    kept, taken = _stratified_indices(labels, validation_count(len(labels), validation_split),
+                                      seed)
     return (images[kept], labels[kept]), (images[taken], labels[taken])
 
 
