@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from cifar_cnn import progress, run_lock, run_reuse, runs
+from cifar_cnn import notebook_imports, progress, run_lock, run_reuse, runs
 from cifar_cnn.config import RunConfig
 
 MAIN_NOTEBOOK_NAME = "cifar10_cnn.ipynb"
@@ -61,8 +61,7 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
         ValueError: Bad parameters, or a run folder that holds a completed or different run.
         papermill.PapermillExecutionError: A cell failed (its error is in the notebook).
     """
-    import papermill
-
+    papermill = notebook_imports.import_papermill()
     config = RunConfig.from_parameters(parameters)
     notebook = Path(notebook) if notebook else main_notebook_path()
     if not notebook.is_file():

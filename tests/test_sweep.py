@@ -14,6 +14,7 @@ from cifar_cnn import cli, sweep, sweep_execution, sweep_plan, sweep_spec, sweep
 from cifar_cnn import runs as run_folders
 from cifar_cnn.cli import sweep as cli_sweep
 from cifar_cnn.config import RunConfig
+from run_files import files_in
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
@@ -443,6 +444,14 @@ def test_sweep_executes_the_notebook_per_set_then_skips_every_completed_run(
     assert (output_dir / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     status = json.loads((output_dir / "sweep.json").read_text())
     assert status["varying"] == ["learning_rate", "batch_size"] and status["workers"] == 2
+    # A sweep's run folder is the one `cifar-cnn train` writes for the same parameters, plus
+    # its executed notebook (test_notebook_and_train_write_the_same_run_folder: the notebook's).
+    assert cli.main(["train", "--epochs", "1", "--max-train-examples", "100",
+                     "--max-test-examples", "50", "--data-source", str(image_folder_archive),
+                     "--learning-rate", "0.001", "--batch-size", "16",
+                     "--output-dir", str(tmp_path / "trained"), "--run-name", "lr0.001-bs16"]) == 0
+    assert files_in(output_dir / "lr0.001-bs16") == \
+        files_in(tmp_path / "trained" / "lr0.001-bs16") | {run_folders.NOTEBOOK_FILE}
 
     # Running the sweep again executes nothing and changes no run folder.
     modified = {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")
