@@ -20,7 +20,9 @@ LABELS = np.arange(30) % 10
 
 
 def _titles(figure):
-    return [axis.get_title() for axis in figure.axes]
+    """Every axes title and every text drawn on an axes (the image grids' captions)."""
+    return [axis.get_title() for axis in figure.axes] + \
+        [text.get_text() for axis in figure.axes for text in axis.texts]
 
 
 def test_sample_grid_titles_images_with_their_class():
@@ -28,6 +30,7 @@ def test_sample_grid_titles_images_with_their_class():
     assert isinstance(figure, Figure)
     titles = [title for title in _titles(figure) if title]
     assert len(titles) == 10 and set(titles) <= set(CLASS_NAMES)
+    assert len(figure.axes[0].get_images()) == 10  # One image under each title.
     assert plt.get_fignums() == []  # Nothing leaked into pyplot's global state.
 
 
