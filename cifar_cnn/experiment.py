@@ -134,8 +134,11 @@ def prepare_data(plan: ResolvedRun) -> PreparedData:
 
 
 def _save_figures(run: runs.RunFolder, figures: dict) -> dict:
-    for name, figure in figures.items():
-        run.save_figure(figure, name)
+    # A multi-worker non-chief's scratch folder is deleted unread, and drawing takes no
+    # collective op that the other workers would wait for: its figures are not rendered.
+    if not run.scratch:
+        for name, figure in figures.items():
+            run.save_figure(figure, name)
     return figures
 
 
