@@ -16,6 +16,28 @@ AIRBENCH_ACCURACY = 0.9034      # 8 epochs, with its TTA (the reference's 0.9064
 AIRBENCH_2_ACCURACY = 0.8345    # 2 epochs, with its TTA.
 SHORT_BUDGET_FRACTION_TO_068 = 0.2   # Of the seed's own seconds to 0.68.
 SHORT_BUDGET_SEED_EPOCHS_TO_080 = 4  # Seed epoch-times within which 0.80 is reached.
+# The short-budget recipes: each threshold is judged on whichever reached it first, by the
+# accuracy the run reports (with the recipe's test-time augmentation; accuracy_curve.py).
+SHORT_BUDGET_RECIPES = ("airbench_tiny", "airbench_small")
+
+
+def fastest_to(records: list[dict], threshold: str) -> tuple[str | None, float | None]:
+    """The short-budget record that reached ``threshold`` first (mean over its seeds).
+
+    Args:
+        records: Benchmark records (``seconds_to`` or, with several seeds, ``seconds_to_mean``).
+        threshold: A key of ``seconds_to``, such as ``"0.68"``.
+
+    Returns:
+        ``(entry, seconds)``, or ``(None, None)`` when none reached it.
+    """
+    reached = [(record.get("seconds_to_mean", record["seconds_to"])[threshold],
+                record.get("entry", record["recipe"])) for record in records]
+    reached = [(seconds, entry) for seconds, entry in reached if seconds is not None]
+    if not reached:
+        return None, None
+    seconds, entry = min(reached)
+    return entry, seconds
 
 
 def find(results: dict, recipe: str, epochs: int | None = None) -> dict | None:
@@ -66,18 +88,18 @@ def check_targets(results: dict) -> list[dict]:
     if two:
         add("airbench:2 test accuracy with its TTA", two["final_test_accuracy"],
             f">= {AIRBENCH_2_ACCURACY}", two["final_test_accuracy"] >= AIRBENCH_2_ACCURACY)
-    seed, short = find(results, "seed"), find(results, "airbench_small")
+    seed = find(results, "seed")
+    short = [record for name in SHORT_BUDGET_RECIPES if (record := find(results, name))]
     if seed and short:
         seed_epoch = seed.get("train_seconds_mean", seed["train_seconds"]) / seed["epochs"]
-        short_to = short.get("seconds_to_mean", short["seconds_to"])
         seed_to = seed.get("seconds_to_mean", seed["seconds_to"])
         budget = SHORT_BUDGET_SEED_EPOCHS_TO_080
-        value = short_to["0.80"]
-        add(f"short budget: seconds to 0.80 against {budget} seed epoch-times (ratio)",
-            None if value is None else value / (budget * seed_epoch), "<= 1.0",
-            value is not None and value <= budget * seed_epoch)
-        value = short_to["0.68"]
-        add("short budget: seconds to 0.68 against the seed's own (ratio)",
+        name, value = fastest_to(short, "0.80")
+        add(f"short budget: seconds to 0.80 against {budget} seed epoch-times (ratio; "
+            f"fastest: {name})", None if value is None else value / (budget * seed_epoch),
+            "<= 1.0", value is not None and value <= budget * seed_epoch)
+        name, value = fastest_to(short, "0.68")
+        add(f"short budget: seconds to 0.68 against the seed's own (ratio; fastest: {name})",
             None if value is None or seed_to["0.68"] is None else value / seed_to["0.68"],
             f"<= {SHORT_BUDGET_FRACTION_TO_068}", value is not None and
             seed_to["0.68"] is not None and value <= seed_to["0.68"] * SHORT_BUDGET_FRACTION_TO_068)

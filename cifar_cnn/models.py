@@ -328,11 +328,36 @@ def airbench_small_net(preprocessing: keras.layers.Layer | None = None,
     return model
 
 
+def airbench_tiny_net(preprocessing: keras.layers.Layer | None = None,
+                      num_classes: int = NUM_CLASSES,
+                      input_shape: tuple[int, int, int] = INPUT_SHAPE,
+                      train_images=None) -> keras.Model:
+    """:func:`airbench_net` with the narrowest groups (16, 32, 64): about 16x fewer operations.
+
+    For the shortest budgets on CPUs: one epoch of it reaches 0.68 in about a sixth of the
+    seed network's time to 0.68.
+
+    Args:
+        preprocessing: Layer applied to raw pixels first.
+        num_classes: Output classes.
+        input_shape: Image shape, channels last.
+        train_images: Raw uint8 training images, for the whitening filters (required).
+
+    Returns:
+        An uncompiled ``keras.Model`` named ``"airbench_tiny_net"``.
+    """
+    model = airbench_net(preprocessing, num_classes, input_shape, train_images,
+                         widths=(16, 32, 64))
+    model.name = "airbench_tiny_net"
+    return model
+
+
 MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "seed_cnn": seed_cnn,
     "regularized_seed_cnn": regularized_seed_cnn,
     "airbench_net": airbench_net,
     "airbench_small_net": airbench_small_net,
+    "airbench_tiny_net": airbench_tiny_net,
 }
 
 
