@@ -50,8 +50,9 @@ def make_test_curve(images, labels, label: str, steps_per_epoch: int,
     Returns:
         ``(callback, points)``: ``points`` gets one dict per evaluation: ``epoch`` (1-based),
         ``step`` (steps done in that epoch), ``epoch_end`` (bool), ``test_accuracy`` (with
-        ``test_time_augmentation``), ``test_accuracy_no_tta``, ``seconds_into_epoch`` (training seconds within the epoch, evaluations excluded;
-        None at epoch ends, whose time the run's history gives) and
+        ``test_time_augmentation``), ``test_accuracy_no_tta``, ``seconds_into_epoch``
+        (training seconds within the epoch, evaluations excluded; None at epoch ends, whose
+        time the run's history gives) and
         ``evaluation_seconds``. ``callback.evaluation_seconds_within`` maps an epoch to the
         seconds its within-epoch evaluations took.
     """

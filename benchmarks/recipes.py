@@ -25,7 +25,8 @@ Usage:
                                   airbench_small@3 seed@3 seed_regularized] [--data-source PATH]
                                  [--reference-python PATH [--reference-epochs 2 8]]
                                  [--peak-sizes 1024 2048] [--peak-repeats 5]
-                                 [--peak-minimum-seconds 0.5] [--fine-recipes airbench_tiny airbench_small seed]
+                                 [--peak-minimum-seconds 0.5]
+                                 [--fine-recipes airbench_tiny airbench_small seed]
                                  [--evaluations-per-epoch 4] [--output PATH]
 A recipe written NAME:EPOCHS runs with that many epochs instead of its default (its schedule
 is then fitted to that budget); NAME@SEEDS runs it with that many seeds (42, 43, ...) and

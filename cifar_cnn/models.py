@@ -261,7 +261,8 @@ def _conv_group(x, filters: int, name: str):
 
 def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: int = NUM_CLASSES,
                  input_shape: tuple[int, int, int] = INPUT_SHAPE, train_images=None,
-                 widths: tuple[int, int, int] = (64, 256, 256)) -> keras.Model:
+                 widths: tuple[int, int, int] = (64, 256, 256),
+                 name: str = "airbench_net") -> keras.Model:
     """airbench94_muon's network (KellerJordan/cifar10-airbench), layer for layer.
 
     A frozen 2x2 patch-whitening convolution (24 filters computed from 5,000 training
@@ -277,9 +278,10 @@ def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: i
         input_shape: Image shape, channels last.
         train_images: Raw uint8 training images, for the whitening filters (required).
         widths: Channels of the three groups.
+        name: The model's name (the narrow variants name theirs).
 
     Returns:
-        An uncompiled ``keras.Model`` named ``"airbench_net"``.
+        An uncompiled ``keras.Model`` named ``name``.
     """
     if train_images is None:
         raise ValueError("airbench_net needs train_images to compute its whitening layer.")
@@ -301,7 +303,7 @@ def airbench_net(preprocessing: keras.layers.Layer | None = None, num_classes: i
     x = layers.Dense(num_classes, use_bias=False, kernel_initializer=UnitVarianceUniform(),
                      name="logits")(x)
     x = layers.Rescaling(1.0 / widths[-1], name="logit_scale")(x)
-    return keras.Model(inputs, _float32_softmax(x), name="airbench_net")
+    return keras.Model(inputs, _float32_softmax(x), name=name)
 
 
 def airbench_small_net(preprocessing: keras.layers.Layer | None = None,
@@ -322,10 +324,8 @@ def airbench_small_net(preprocessing: keras.layers.Layer | None = None,
     Returns:
         An uncompiled ``keras.Model`` named ``"airbench_small_net"``.
     """
-    model = airbench_net(preprocessing, num_classes, input_shape, train_images,
-                         widths=(24, 48, 96))
-    model.name = "airbench_small_net"
-    return model
+    return airbench_net(preprocessing, num_classes, input_shape, train_images,
+                        widths=(24, 48, 96), name="airbench_small_net")
 
 
 def airbench_tiny_net(preprocessing: keras.layers.Layer | None = None,
@@ -346,10 +346,8 @@ def airbench_tiny_net(preprocessing: keras.layers.Layer | None = None,
     Returns:
         An uncompiled ``keras.Model`` named ``"airbench_tiny_net"``.
     """
-    model = airbench_net(preprocessing, num_classes, input_shape, train_images,
-                         widths=(16, 32, 64))
-    model.name = "airbench_tiny_net"
-    return model
+    return airbench_net(preprocessing, num_classes, input_shape, train_images,
+                        widths=(16, 32, 64), name="airbench_tiny_net")
 
 
 MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {

@@ -238,7 +238,6 @@ def test_the_strongest_peer_is_the_faster_reference_precision(tmp_path):
     assert peak["value"] == 0.5 and peak["met"] is False
 
 
-@pytest.mark.slow
 def test_short_budget_targets_take_the_recipe_that_reached_each_threshold_first():
     from targets import check_targets
 
@@ -262,6 +261,7 @@ def test_short_budget_targets_take_the_recipe_that_reached_each_threshold_first(
     assert [check["met"] for check in checks if "0.68" in check["target"]] == [False]
 
 
+@pytest.mark.slow
 def test_seed_pipeline_benchmark_compares_both_paths(image_folder_archive, tmp_path):
     output = tmp_path / "seed.json"
     _run("seed_pipeline.py", "--epochs", "2", "--repeats", "1", "--data-source",
