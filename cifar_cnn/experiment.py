@@ -241,12 +241,26 @@ def train_model(plan: ResolvedRun, run: runs.RunFolder, data: PreparedData, mode
 
     Returns:
         A ``cifar_cnn.train.TrainingResult``.
+
+    Raises:
+        cifar_cnn.search_trial.RunPruned: The run is a trial of ``cifar-cnn search`` and
+            its study's pruner stopped it; its folder records ``pruned``.
     """
     run.check_open()  # A finished run's files are final: refuse before any work.
     from cifar_cnn import distribute, train
 
+    from cifar_cnn.search_trial import RunPruned, connection_from_environment
+
     train_dataset, monitor_dataset, callbacks = make_datasets(plan, data)
     callbacks += list(extra_callbacks)
+    # A search's trial (cifar-cnn search) reports every epoch to its study and may be pruned.
+    connection = connection_from_environment()
+    reporter = None
+    if connection is not None and plan.chief:
+        from cifar_cnn.training_callbacks import TrialReporter
+
+        reporter = TrialReporter(connection.open_trial())
+        callbacks.append(reporter)
     if plan.config.tensorboard:
         from cifar_cnn.tensorboard_logging import tensorboard_callback
 
@@ -270,6 +284,10 @@ def train_model(plan: ResolvedRun, run: runs.RunFolder, data: PreparedData, mode
                 training = train.fit(model, train_dataset, epochs, run.path, **options)
     training.strategy = plan.strategy
     training.replicas = int(strategy.num_replicas_in_sync)
+    if reporter is not None and reporter.pruned_after_epoch is not None:
+        run.prune(reporter.pruned_after_epoch, reporter.reason)
+        raise RunPruned(f"trial {connection.trial_number} of study {connection.study} pruned: "
+                        f"{reporter.reason}; the run folder records it as pruned.")
     return training
 
 

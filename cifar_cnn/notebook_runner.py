@@ -101,6 +101,31 @@ def execute_notebook(parameters: Mapping[str, Any], notebook: Path | None = None
     return run_folder
 
 
+def _end_with_parent(parent_pid: int | None) -> None:
+    """Die with the sweep or search that started this child, however that one ends.
+
+    A worker killed with ``kill -9`` cannot stop its children; without this, its notebook
+    would train on unseen and unrecorded (its kernel already ends with this process:
+    ipykernel watches its parent). Linux only (``prctl``); elsewhere a no-op.
+
+    Args:
+        parent_pid: The process that started this one, or None when run by hand.
+    """
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG, from <linux/prctl.h>.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # The parent died before the signal was armed.
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Execute one notebook from a JSON request (a sweep's child process).
 
@@ -112,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         notebook and on standard output), 2 when it could not start.
     """
     request = json.loads((sys.argv[1:] if argv is None else argv)[0])
+    _end_with_parent(request.get("parent_pid"))
     try:
         execute_notebook(request["parameters"], notebook=request.get("notebook"))
     except (ValueError, FileNotFoundError, OSError) as error:

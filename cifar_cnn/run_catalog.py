@@ -22,6 +22,7 @@ from cifar_cnn.runs import (
     INTERRUPTED,
     METRICS_FILE,
     NOTEBOOK_FILE,
+    PRUNED,
     RUN_RECORD_FILE,
     RUNNING,
     UNREADABLE,
@@ -39,6 +40,7 @@ class RunSummary:
         path: The run folder, or None for a sweep's run that never got one.
         status: One of ``RUN_STATUSES``: ``"complete"``, ``"running"`` (its writer holds
             the run's lock), ``"interrupted"`` (not finished and nobody writing it: killed),
+            ``"pruned"`` (stopped early by its search: its history is its result),
             ``"failed"`` or ``"unreadable"``.
         config: ``config.json`` (or, for a sweep's run that never ran, its parameters).
         metrics: ``metrics.json``, or None before the run completed.
@@ -147,6 +149,8 @@ def read_run(path: str | os.PathLike) -> RunSummary:
     summary.history = [row for row in history if isinstance(row, dict)]
     if metrics is not None:
         summary.status = COMPLETE
+    elif record.get("status") == PRUNED:
+        summary.status = PRUNED
     elif record.get("status") == FAILED:
         summary.status, summary.error = FAILED, record.get("error")
     else:

@@ -45,6 +45,7 @@ def existing_run_state(path: Path, config: RunConfig,
     """The one rule for reusing a run folder.
 
     - No ``config.json``: ``NEW``.
+    - A run its search pruned: ``REPLACE`` under ``overwrite``, else ``CONFLICT``.
     - An interrupted run (no ``metrics.json``) with the same config: ``RESUME``, also
       under ``overwrite`` (the work done is kept).
     - ``overwrite`` set and anything else there: ``REPLACE``.
@@ -64,7 +65,8 @@ def existing_run_state(path: Path, config: RunConfig,
     Returns:
         An :class:`ExistingRun`.
     """
-    from cifar_cnn.runs import CONFIG_FILE, METRICS_FILE, read_json  # runs imports this module.
+    # runs imports this module.
+    from cifar_cnn.runs import CONFIG_FILE, METRICS_FILE, PRUNED, read_json
 
     config_path = path / CONFIG_FILE
     if not config_path.is_file():
@@ -85,6 +87,14 @@ def existing_run_state(path: Path, config: RunConfig,
                        and previous.get(name) != current[name]
                        and (name in previous or name in given))
     complete = (path / METRICS_FILE).is_file()
+    record = _read_record(path)
+    if record.get("status") == PRUNED:
+        # Its search stopped it on purpose, and its training state is gone: never resumed.
+        if config.overwrite:
+            return ExistingRun(REPLACE)
+        return ExistingRun(CONFLICT, f"run folder {path} holds a run that its search pruned "
+                                     f"after epoch {record.get('pruned_after_epoch')}. Use "
+                                     "another run_name, or set overwrite=True to replace it.")
     if not complete and not differing:
         return ExistingRun(RESUME)
     if config.overwrite:
@@ -97,6 +107,16 @@ def existing_run_state(path: Path, config: RunConfig,
                                      "parameters to resume it.")
     return ExistingRun(DONE, f"run folder {path} already holds a completed run. Choose another "
                              "run_name, or set overwrite=True to replace it.")
+
+
+def _read_record(path: Path) -> dict:
+    from cifar_cnn.runs import RUN_RECORD_FILE, read_json
+
+    try:
+        record = read_json(path / RUN_RECORD_FILE, default={})
+    except (OSError, ValueError):
+        return {}  # A damaged run.json says nothing of pruning; the config decides.
+    return record if isinstance(record, dict) else {}
 
 
 def set_aside(path: Path) -> Path:

@@ -84,10 +84,11 @@ RUNNING = "running"        # started, not finished; read back: its writer holds 
 COMPLETE = "complete"      # metrics.json written
 FAILED = "failed"          # stopped by an error (recorded), or refused before it ran
 INTERRUPTED = "interrupted"  # read back: not finished, and nobody holds its lock (killed)
+PRUNED = "pruned"          # stopped early by its search's pruner (run.json); final, not resumed
 UNREADABLE = "unreadable"  # read back: a damaged file
 PENDING = "pending"        # a sweep's run not started yet
 SKIPPED = "skipped"        # a sweep's run that was complete before the sweep started
-RUN_STATUSES = (COMPLETE, RUNNING, INTERRUPTED, FAILED, UNREADABLE)
+RUN_STATUSES = (COMPLETE, RUNNING, INTERRUPTED, PRUNED, FAILED, UNREADABLE)
 SWEEP_STATUSES = (PENDING, RUNNING, COMPLETE, SKIPPED, FAILED)
 
 
@@ -291,6 +292,26 @@ class RunFolder:
             self._update_record(status=FAILED, error=message, finished_at=utc_now())
         self._close(f"run {self.path.name} stopped with an error ({message})")
 
+    def prune(self, epochs_done: int, reason: str) -> None:
+        """Record that the run's search stopped it early: its history so far is its result.
+
+        A pruned run is final: its training state is removed (nothing resumes it) and a
+        completed run it was replacing is put back, as when it fails.
+
+        Args:
+            epochs_done: Epochs trained (and in ``history.json``) when it was stopped.
+            reason: Why, in one line (the value reported and the pruner's verdict).
+        """
+        self.check_open()
+        if self.replaced is not None:
+            restore(self.replaced, self.path)
+            self.replaced = None
+        elif not self.scratch:
+            self._update_record(status=PRUNED, pruned_after_epoch=epochs_done, reason=reason,
+                                finished_at=utc_now())
+            remove(self.training_state_path)
+        self._close(f"run {self.path.name} was pruned by its search after epoch {epochs_done}")
+
     def close(self) -> None:
         """Delete a non-chief worker's scratch folder (a real run folder stays).
 
@@ -418,7 +439,7 @@ def record_environment(run: RunFolder) -> None:
 __all__ = [
     "BEST_MODEL_FILE", "COMPLETE", "CONFIG_FILE", "EVALUATION_FOLDER", "FAILED",
     "FIGURES_FOLDER", "HISTORY_FILE", "INTERRUPTED", "LOG_FILE", "METRICS_FILE", "MODEL_FILE",
-    "NOTEBOOK_FILE", "PENDING", "RUNNING", "RUNS_FOLDER_NAME", "RUNS_FOLDER_VARIABLE",
+    "NOTEBOOK_FILE", "PENDING", "PRUNED", "RUNNING", "RUNS_FOLDER_NAME", "RUNS_FOLDER_VARIABLE",
     "RUN_RECORD_FILE", "RUN_STATUSES", "RunClosedError", "RunFolder", "SKIPPED",
     "SWEEP_STATUSES", "TENSORBOARD_FOLDER", "TRAINING_STATE_FOLDER", "UNREADABLE",
     "default_run_name", "read_json", "record_environment", "run_folder_path", "runs_folder",

@@ -9,6 +9,7 @@ returning an exit status; tests pass their own.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ def papermill_subprocess_executor(request: ExecutionRequest) -> int:
     Returns:
         The child's exit status (0: the notebook ran to the end).
     """
-    payload = json.dumps({"notebook": str(request.notebook), "parameters": request.parameters})
+    payload = json.dumps({"notebook": str(request.notebook), "parameters": request.parameters,
+                          "parent_pid": os.getpid()})  # The child dies with this process.
     with subprocess.Popen([sys.executable, "-m", "cifar_cnn.notebook_runner", payload],
                           cwd=request.cwd,
                           env=request.environment, stdout=subprocess.PIPE,

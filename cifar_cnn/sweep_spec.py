@@ -153,7 +153,7 @@ def parse_run_mapping(text: str) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ValueError(f"Cannot read the run {text!r}: {_yaml_error_message(error)}.") \
             from error
-    return _parameter_mapping(parsed, where="--run")
+    return parameter_mapping(parsed, where="--run")
 
 
 def _grid_values(name: str, values, where: str) -> list:
@@ -166,7 +166,16 @@ def _grid_values(name: str, values, where: str) -> list:
     return values
 
 
-def _parameter_mapping(value, where: str) -> dict[str, Any]:
+def parameter_mapping(value, where: str) -> dict[str, Any]:
+    """Check that a document part maps parameter names to values (None: empty).
+
+    Args:
+        value: The part, as parsed.
+        where: Its place, for the error message.
+
+    Returns:
+        A new dictionary.
+    """
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
@@ -218,15 +227,15 @@ class SweepSpec:
             raise ValueError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; valid "
                              f"keys: {', '.join(SWEEP_KEYS)}. Parameters go under base, grid "
                              "or runs.")
-        base = _parameter_mapping(document.get("base"), where=f"{source}: base")
-        grid_document = _parameter_mapping(document.get("grid"), where=f"{source}: grid")
+        base = parameter_mapping(document.get("base"), where=f"{source}: base")
+        grid_document = parameter_mapping(document.get("grid"), where=f"{source}: grid")
         grid = {name: _grid_values(name, values, where=f"{source}: grid")
                 for name, values in grid_document.items()}
         runs_document = document.get("runs") or []
         if not isinstance(runs_document, list):
             raise ValueError(f"{source}: runs must be a list of parameter mappings, got "
                              f"{runs_document!r}.")
-        runs = [_parameter_mapping(entry, where=f"{source}: runs[{index}]")
+        runs = [parameter_mapping(entry, where=f"{source}: runs[{index}]")
                 for index, entry in enumerate(runs_document)]
         name = document.get("name")
         if name is not None and (not isinstance(name, str) or not sanitize(name)):
@@ -255,16 +264,39 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     Returns:
         The :class:`SweepSpec`.
     """
+    return SweepSpec.from_mapping(read_yaml_file(path, "sweep"), source=str(path))
+
+
+# A sweep or search file is a few hundred bytes; anything far larger is not one.
+MAX_SPEC_FILE_BYTES = 1_000_000
+
+
+def read_yaml_file(path: str | Path, kind: str) -> Any:
+    """Read a sweep or search file as YAML, with this module's value rules.
+
+    Args:
+        path: The file.
+        kind: ``"sweep"`` or ``"search"``, for error messages.
+
+    Returns:
+        The parsed document (not None).
+    """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Sweep file {path} does not exist.")
+        raise ValueError(f"{kind.capitalize()} file {path} does not exist.")
+    if path.stat().st_size > MAX_SPEC_FILE_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size} bytes, more than the "
+                         f"{MAX_SPEC_FILE_BYTES} a {kind} file may be.")
     try:
         document = yaml.load(path.read_text(), Loader=_SweepLoader)  # noqa: S506
     except yaml.YAMLError as error:
         raise ValueError(f"{path} is not valid YAML: {_yaml_error_message(error)}.") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a text file ({error.reason}).") from error
     if document is None:
-        raise ValueError(f"{path} is empty; a sweep needs base, grid and/or runs.")
-    return SweepSpec.from_mapping(document, source=str(path))
+        raise ValueError(f"{path} is empty; a {kind} needs "
+                         f"{'base, grid and/or runs' if kind == 'sweep' else 'a name and a space'}.")
+    return document
 
 
 def check_workers(workers, where: str = "workers") -> int:

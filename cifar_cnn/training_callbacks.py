@@ -247,3 +247,35 @@ def _metrics_text(logs: dict) -> str:
     parts = [f"{name} {float(value):.4f}" for name, value in logs.items()
              if name != "learning_rate" and isinstance(value, numbers.Real)]
     return "".join(f" - {part}" for part in parts)
+
+
+class TrialReporter(keras.callbacks.Callback):
+    """Report the monitored accuracy to a search's trial after every epoch; stop if pruned.
+
+    Runs after the history and training-state callbacks (``train.run_callbacks`` puts extra
+    callbacks there), so a pruned epoch is on disk like any other. It only asks training to
+    stop (``model.stop_training``); the caller sees :attr:`pruned_after_epoch` and records
+    the run as pruned (``experiment.train_model``).
+
+    Args:
+        trial: The ``optuna.trial.Trial`` (``search_trial.TrialConnection.open_trial``).
+        monitor: The logged metric reported (the per-epoch ``val_accuracy``).
+    """
+
+    def __init__(self, trial, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.trial = trial
+        self.monitor = monitor
+        self.pruned_after_epoch: int | None = None
+        self.reason: str | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return  # Nothing monitored this epoch: nothing to judge it by.
+        self.trial.report(float(value), step=epoch + 1)
+        if self.trial.should_prune():
+            self.pruned_after_epoch = epoch + 1
+            self.reason = (f"{self.monitor} {float(value):.4f} after epoch {epoch + 1} judged "
+                           f"not promising by the study's pruner")
+            self.model.stop_training = True

@@ -2,8 +2,8 @@
 
 Commands: ``train`` and ``notebook`` write a run folder; ``evaluate`` scores a saved model
 on a test split; ``predict`` classifies your own images; ``runs`` lists run folders;
-``sweep`` executes the main notebook once per parameter set; ``compare`` compares run
-folders. Each command is a module here with ``add_parser(commands)`` and
+``sweep`` executes the main notebook once per parameter set; ``search`` runs an Optuna
+study of notebook runs; ``compare`` compares run folders. Each command is a module here with ``add_parser(commands)`` and
 ``run(arguments)``; a command imports TensorFlow, matplotlib, PyYAML or papermill only in
 ``run``, so ``--help`` and ``runs`` answer at once.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from cifar_cnn.cli import compare, evaluate, notebook, predict, runs, sweep, train
+from cifar_cnn.cli import compare, evaluate, notebook, predict, runs, search, sweep, train
 from cifar_cnn.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -29,7 +29,7 @@ from cifar_cnn.cli.common import (
 )
 
 # In the order `cifar-cnn --help` lists them.
-COMMANDS = (train, notebook, evaluate, predict, runs, sweep, compare)
+COMMANDS = (train, notebook, evaluate, predict, runs, sweep, search, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

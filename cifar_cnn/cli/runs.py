@@ -15,6 +15,7 @@ from cifar_cnn.run_catalog import RunSummary, list_runs
 from cifar_cnn.runs import (
     INTERRUPTED,
     METRICS_FILE,
+    PRUNED,
     RUNS_FOLDER_NAME,
     RUNNING,
     RUNS_FOLDER_VARIABLE,
@@ -41,7 +42,8 @@ def add_parser(commands) -> None:
                     "epochs, test accuracy, status and training time.",
         epilog=f"status: complete ({METRICS_FILE} written), running (a process holds\n"
                "the run's lock and is writing it), interrupted (not finished and nobody\n"
-               "writing it: killed; its next start resumes it), failed (stopped by an\n"
+               "writing it: killed; its next start resumes it), pruned (stopped early by\n"
+               "its search: its epochs so far are its result), failed (stopped by an\n"
                "error) or unreadable (a damaged file). Running and interrupted runs show\n"
                "epochs as done/planned.\n\n"
                "example:\n"
@@ -55,7 +57,7 @@ def add_parser(commands) -> None:
 
 
 def _epochs_cell(summary: RunSummary) -> str:
-    if summary.status in (INTERRUPTED, RUNNING) and summary.epochs_planned:
+    if summary.status in (INTERRUPTED, RUNNING, PRUNED) and summary.epochs_planned:
         return f"{summary.epochs_done or 0}/{summary.epochs_planned}"
     return "-" if summary.epochs_done is None else str(summary.epochs_done)
 

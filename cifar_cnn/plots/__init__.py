@@ -10,7 +10,8 @@ them by what they show:
 - :mod:`cifar_cnn.plots.evaluation`: confusion matrix, per-class accuracy, mistakes, one
   prediction;
 - :mod:`cifar_cnn.plots.predictions`: the ``predict`` command's contact sheet;
-- :mod:`cifar_cnn.plots.comparison`: several runs' validation curves and test accuracies.
+- :mod:`cifar_cnn.plots.comparison`: several runs' validation curves and test accuracies;
+- :mod:`cifar_cnn.plots.study`: a search's study: history, trial curves, importances.
 """
 
 from cifar_cnn.plots.comparison import (
@@ -26,6 +27,7 @@ from cifar_cnn.plots.evaluation import (
     prediction_figure,
 )
 from cifar_cnn.plots.predictions import prediction_contact_sheet
+from cifar_cnn.plots.study import study_figure
 from cifar_cnn.plots.training import training_curves
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "prediction_contact_sheet",
     "prediction_figure",
     "sample_grid",
+    "study_figure",
     "training_curves",
     "validation_curves_figure",
 ]
