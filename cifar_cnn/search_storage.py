@@ -14,11 +14,13 @@ error that names the valid forms, and a server that does not answer is given up 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 JOURNAL_SUFFIX = ".optuna-journal"
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
 CONNECT_TIMEOUT_SECONDS = 10
+TABLE_CREATION_ATTEMPTS = 5
 VALID_FORMS = ("a journal file path (e.g. runs/study.optuna-journal), sqlite:///PATH, "
                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or mysql://...")
 
@@ -88,11 +90,18 @@ def open_storage(storage: str):
             raise ValueError(f"storage {shown}: unknown kind {scheme!r}; valid: {VALID_FORMS}.")
         connect_arguments = ({"timeout": 60} if scheme.startswith("sqlite")  # Waits for a writer.
                              else {"connect_timeout": CONNECT_TIMEOUT_SECONDS})
-        try:
-            return optuna.storages.RDBStorage(
-                storage, engine_kwargs={"connect_args": connect_arguments})
-        except Exception as error:  # noqa: BLE001 - drivers raise their own kinds.
-            raise ValueError(f"cannot open storage {shown}: {_one_line(error)}") from None
+        for attempt in range(TABLE_CREATION_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(
+                    storage, engine_kwargs={"connect_args": connect_arguments})
+            except Exception as error:  # noqa: BLE001 - drivers raise their own kinds.
+                # Workers started together on a new database race to create Optuna's
+                # tables; the losers see a duplicate table and find it made on a retry.
+                racing = "already exists" in str(error) or "duplicate key" in str(error)
+                if not racing or attempt == TABLE_CREATION_ATTEMPTS - 1:
+                    raise ValueError(f"cannot open storage {shown}: {_one_line(error)}") \
+                        from None
+                time.sleep(0.5 * (attempt + 1))
     path = Path(storage).expanduser()
     if path.is_dir():
         raise ValueError(f"storage {shown} is a folder; give a journal file path inside it "

@@ -304,3 +304,23 @@ def black_32x32_png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("image") / "black.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def learnable_image_folder(tmp_path_factory) -> Path:
+    """A PNG image folder (40 train, 10 test images per class) that a network can learn.
+
+    Each class lights up its own patch of noise, so accuracy depends on the learning rate
+    and the epochs, as searches need; the other fixtures are pure noise.
+    """
+    generator = np.random.default_rng(7)
+    files = []
+    for split, per_class in (("train", 40), ("test", 10)):
+        for label, name in enumerate(CLASS_NAMES):
+            for index in range(per_class):
+                image = generator.integers(0, 110, size=(32, 32, 3))
+                row, column = (label // 5) * 16, (label % 5) * 6
+                image[row:row + 16, column:column + 6] += 120
+                files.append((f"{split}/{name}/{index:05d}.png",
+                              image_bytes(image.astype(np.uint8), "png")))
+    return write_folder(tmp_path_factory.mktemp("learnable") / "source", files)

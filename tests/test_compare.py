@@ -238,7 +238,8 @@ def test_command_cannot_write_where_a_file_stands_exits_2_with_one_line(runs_dir
 
 def test_compare_notebook_parameters():
     # Cleanliness, kernelspec and the single parameters cell: test_notebook.py, for every notebook.
-    assert set(papermill.inspect_notebook(str(COMPARE_NOTEBOOK))) == {"runs_dir", "pattern"}
+    assert set(papermill.inspect_notebook(str(COMPARE_NOTEBOOK))) == {"runs_dir", "pattern", "study",
+                                                                      "storage"}
 
 
 @pytest.mark.parametrize("given", [True, False], ids=["runs_dir", "default_runs_folder"])
