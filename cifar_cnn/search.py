@@ -61,6 +61,9 @@ HEARTBEAT_ATTRIBUTE = "cifar_cnn:heartbeat"  # A system attribute: bookkeeping, 
 SPEC_ATTRIBUTE = "search"  # The study's space and objective (a user attribute), checked on joining.
 # A running trial is stale when its heartbeat is older than this many heartbeat periods.
 STALE_HEARTBEATS = 3
+# A worker whose trials fail this many times in a row stops: the cause (a missing data source,
+# a full disk) would fail every trial after them too.
+MAX_FAILURES_IN_A_ROW = 3
 
 
 @dataclass
@@ -74,6 +77,7 @@ class SearchResult:
         finished: Trials finished in the study (complete or pruned), all workers together.
         executed: ``(trial number, state)`` of the trials this process executed.
         comparison: Paths of the comparison's files, or None.
+        gave_up: Why this process stopped before the study was finished, or None.
     """
 
     study_name: str
@@ -82,6 +86,7 @@ class SearchResult:
     finished: int
     executed: list[tuple[int, str]] = field(default_factory=list)
     comparison: dict[str, Path] | None = None
+    gave_up: str | None = None
 
     @property
     def failed(self) -> list[int]:
@@ -127,6 +132,8 @@ class _Search:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.executed: list[tuple[int, str]] = []
+        self.running: dict[int, object] = {}  # This process's trials in flight, by number.
+        self.gave_up: str | None = None
         self.output_dir = spec.runs_dir
         self.storage = open_storage(storage_url)
         self.study = optuna.create_study(
@@ -212,7 +219,15 @@ class _Search:
     def worker(self, environment: dict[str, str]) -> None:
         state = self.optuna.trial.TrialState
         waited = False
+        failures_in_a_row = 0
         while not self.stopping.is_set():
+            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                self.gave_up = (f"{failures_in_a_row} trials in a row failed in this worker; "
+                                "fix the cause (each trial's error is above and in its run "
+                                "folder's notebook) and run the same command again")
+                self.say(f"search: stopping: {self.gave_up}")
+                self.stopping.set()
+                return
             self._fail_stale_trials()
             finished, running = self._counts()
             if finished >= self.spec.trials:
@@ -230,7 +245,8 @@ class _Search:
                 self.storage.set_trial_user_attr(trial._trial_id, SURPLUS_ATTRIBUTE, True)
                 self.study.tell(trial, state=state.FAIL)
                 continue
-            self.execute(trial, environment)
+            outcome = self.execute(trial, environment)
+            failures_in_a_row = failures_in_a_row + 1 if outcome == FAILED else 0
 
     def _heartbeat(self, trial_id: int, done: threading.Event) -> None:
         while True:
@@ -241,7 +257,12 @@ class _Search:
             if done.wait(self.spec.heartbeat_seconds):
                 return
 
-    def execute(self, trial, environment: dict[str, str]) -> None:
+    def execute(self, trial, environment: dict[str, str]) -> str:
+        """Run one trial's notebook and tell the study how it ended.
+
+        Returns:
+            ``complete``, ``pruned`` or ``failed``.
+        """
         spec = self.spec
         run_name = spec.run_name(trial.number)
         run_folder = self.output_dir / run_name
@@ -271,6 +292,8 @@ class _Search:
         started = time.perf_counter()
         output_notebook = run_folder / run_folders.NOTEBOOK_FILE
         error = None
+        with self.lock:
+            self.running[trial.number] = trial
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             returncode = self.executor(ExecutionRequest(
@@ -281,6 +304,8 @@ class _Search:
             returncode, error = None, f"{type(exception).__name__}: {exception}"
         finally:
             beating.set()
+            with self.lock:
+                self.running.pop(trial.number, None)
         seconds = time.perf_counter() - started
         summary = run_catalog.read_run(run_folder)
         value = (summary.metrics or {}).get(spec.objective)
@@ -313,6 +338,36 @@ class _Search:
             detail = error
         self.say(f"{prefix} {outcome.upper() if outcome == FAILED else outcome} in "
                  f"{seconds:.1f} s: {detail} - {finished} of {spec.trials} finished")
+        return outcome
+
+    def check_no_earlier_runs(self) -> None:
+        """Refuse a new study whose run folder names are taken by another study's runs.
+
+        A study deleted from (or kept in another) storage leaves its run folders; a new
+        study of the same name would find every trial's folder taken and fail them all.
+        """
+        if self.study.get_trials(deepcopy=False) or not self.output_dir.is_dir():
+            return
+        taken = sorted(path.name for path in self.output_dir.glob(f"{self.spec.name}-t[0-9]*")
+                       if path.is_dir())
+        if taken:
+            raise ValueError(
+                f"{self.output_dir} already holds run folders of a study named "
+                f"{self.spec.name!r} ({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}),"
+                f" but {display_name(self.storage_url)} has no trial of it: give the earlier "
+                "study's --storage to continue it, or another name or output_dir.")
+
+    def fail_running(self, why: str) -> None:
+        """Mark this process's trials in flight failed (Ctrl-C): no stale wait for them."""
+        state = self.optuna.trial.TrialState
+        with self.lock:
+            trials = list(self.running.values())
+        for trial in trials:
+            try:
+                trial.set_user_attr(ERROR_ATTRIBUTE, why)
+                self.study.tell(trial, state=state.FAIL)
+            except (RuntimeError, ValueError):
+                pass  # Finished meanwhile.
 
     def run(self) -> None:
         finished, running = self._counts()
@@ -330,8 +385,10 @@ class _Search:
                     thread.join(0.5)
         except BaseException:
             # Ctrl-C: ask no more trials; those running end with their processes (the
-            # terminal's Ctrl-C reaches them too) and their heartbeats stop.
+            # terminal's Ctrl-C reaches them too) and are marked failed now, so that the
+            # same command, run again, takes their places at once.
             self.stopping.set()
+            self.fail_running("interrupted (Ctrl-C) in its worker")
             raise
 
 
@@ -374,6 +431,7 @@ def run_search(spec: SearchSpec, *, workers: int | None = None, storage: str | N
     notebook = Path(notebook) if notebook else main_notebook_path()
     search = _Search(spec, storage, notebook, executor or papermill_subprocess_executor,
                      workers, stream or sys.stdout, verbose)
+    search.check_no_earlier_runs()
     search.run()
     finished, _ = search._counts()
     result = SearchResult(study_name=spec.name, storage=display_name(storage),
@@ -387,6 +445,8 @@ def run_search(spec: SearchSpec, *, workers: int | None = None, storage: str | N
         search.say("\n" + report.markdown().rstrip())
         for kind, path in result.comparison.items():
             search.say(f"comparison {kind}: {path}")
-    search.say(f"search finished: {finished} of {spec.trials} trials finished in the study; "
-               f"this process executed {len(result.executed)}")
+    search.say(f"search {'stopped' if search.gave_up else 'finished'}: {finished} of "
+               f"{spec.trials} trials finished in the study; this process executed "
+               f"{len(result.executed)}")
+    result.gave_up = search.gave_up
     return result

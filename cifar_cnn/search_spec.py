@@ -315,6 +315,9 @@ class SearchSpec:
         lows = {dimension.name: dimension.corner_values()[0] for dimension in self.space}
         checks = [({**base, **lows, dimension.name: value}, f"{dimension.name}={value!r}")
                   for dimension in self.space for value in dimension.corner_values()]
+        if len(self.enqueue) > self.trials:
+            raise ValueError(f"enqueue lists {len(self.enqueue)} trials, more than the "
+                             f"study's {self.trials}; raise trials or enqueue fewer.")
         for index, entry in enumerate(self.enqueue):
             outside = sorted(set(entry) - set(self.dimensions))
             if outside:

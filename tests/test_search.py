@@ -67,6 +67,8 @@ def _spec(**changes) -> dict:
     (_spec(objective="test_loss"), "objective must be one of"),
     (_spec(enqueue=[{"batch_size": 64}]), "batch_size not in the search space"),
     (_spec(trials=0), "trials must be an integer >= 1"),
+    (_spec(trials=1, enqueue=[{"learning_rate": 1e-3}, {"learning_rate": 2e-3}]),
+     "enqueue lists 2 trials, more than the study's 1"),
     (_spec(storage=""), "storage must be a URL"),
     (_spec(heartbeat_seconds=0), "heartbeat_seconds must be a positive number"),
     (_spec(name="../up"), "name (the study's) must be a plain name"),
@@ -404,3 +406,109 @@ def test_two_workers_share_a_postgresql_study(tmp_path, learnable_image_folder, 
     trials = _study_trials(postgresql_url, "example-search")
     finished = _check_finished_study(trials, output_dir, 3)
     assert len({trial.user_attrs["worker"] for trial in finished}) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker loop, with an executor that writes run folders without a kernel
+
+
+def _fake_executor(outcomes: dict | None = None):
+    """An executor that writes what a run would: complete, pruned or nothing (failed).
+
+    ``outcomes`` maps a trial's run name to "pruned" or "failed"; the rest complete with a
+    value that grows with the learning rate.
+    """
+    calls = []
+
+    def execute(request) -> int:
+        parameters = request.parameters
+        folder = Path(parameters["output_dir"]) / parameters["run_name"]
+        calls.append(parameters["run_name"])
+        outcome = (outcomes or {}).get(parameters["run_name"], "complete")
+        if outcome == "failed":
+            return 1
+        folder.mkdir(parents=True)
+        write_json(folder / runs.CONFIG_FILE, {k: v for k, v in parameters.items()})
+        write_json(folder / runs.HISTORY_FILE, [{"epoch": 1, "seconds": 0.1,
+                                                 "val_accuracy": 0.1}])
+        if outcome == "pruned":
+            write_json(folder / runs.RUN_RECORD_FILE, {"status": runs.PRUNED,
+                                                       "pruned_after_epoch": 1})
+        else:
+            write_json(folder / runs.METRICS_FILE, {
+                "test_accuracy": 0.5, "best_monitored_accuracy": parameters["learning_rate"]})
+        return 0
+
+    execute.calls = calls
+    return execute
+
+
+def _quiet_spec(tmp_path: Path, **changes) -> SearchSpec:
+    document = _spec(**{"trials": 5, **changes})
+    spec = SearchSpec.from_mapping(document)
+    spec.output_dir = str(tmp_path / "runs")
+    return spec
+
+
+def test_workers_of_one_process_finish_exactly_the_trial_count(tmp_path):
+    import io
+
+    import optuna
+
+    from cifar_cnn.search import run_search
+
+    executor = _fake_executor({"s-t001": "pruned", "s-t003": "failed"})
+    result = run_search(_quiet_spec(tmp_path), workers=3, executor=executor,
+                        notebook=EXAMPLE, stream=io.StringIO())
+    trials = _study_trials(str(tmp_path / "runs" / "s.optuna-journal"), "s")
+    states = [trial.state for trial in trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) \
+        + states.count(optuna.trial.TrialState.PRUNED) == 5 == result.finished
+    assert optuna.trial.TrialState.PRUNED in states
+    failed = [trial for trial in trials if trial.state == optuna.trial.TrialState.FAIL
+              and not trial.user_attrs.get("surplus")]
+    assert [trial.number for trial in failed] == [3]
+    assert "exit status 1" in failed[0].user_attrs["error"]
+    assert len(executor.calls) == len(set(executor.calls)) == 6  # None twice.
+    assert (tmp_path / "runs" / "s-study.md").is_file()
+
+
+def test_a_worker_whose_trials_keep_failing_stops_and_says_why(tmp_path, capsys):
+    import io
+
+    from cifar_cnn.search import MAX_FAILURES_IN_A_ROW, run_search
+
+    executor = _fake_executor({f"s-t{number:03d}": "failed" for number in range(50)})
+    stream = io.StringIO()
+    result = run_search(_quiet_spec(tmp_path), workers=1, executor=executor, notebook=EXAMPLE,
+                        stream=stream)
+    assert len(executor.calls) == MAX_FAILURES_IN_A_ROW
+    assert result.gave_up and "in a row failed" in result.gave_up
+    assert "search stopped: 0 of 5" in stream.getvalue()
+
+
+def test_a_new_study_refuses_an_output_folder_holding_another_studys_runs(tmp_path):
+    import io
+
+    from cifar_cnn.search import run_search
+
+    (tmp_path / "runs" / "s-t000").mkdir(parents=True)
+    executor = _fake_executor()
+    with pytest.raises(ValueError, match="already holds run folders of a study named 's'"):
+        run_search(_quiet_spec(tmp_path), workers=1, executor=executor, notebook=EXAMPLE,
+                   stream=io.StringIO())
+    assert executor.calls == []
+
+
+def test_joining_a_study_made_for_another_space_is_refused(tmp_path):
+    import io
+
+    from cifar_cnn.search import run_search
+
+    run_search(_quiet_spec(tmp_path, trials=1), workers=1, executor=_fake_executor(),
+               notebook=EXAMPLE, stream=io.StringIO())
+    other = _quiet_spec(tmp_path, trials=2, space={
+        "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}})
+    with pytest.raises(ValueError, match="was made for another space or objective"):
+        run_search(other, workers=1, executor=_fake_executor(), notebook=EXAMPLE,
+                   stream=io.StringIO())

@@ -110,4 +110,6 @@ def run(arguments: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         message("search", "interrupted", "the same command continues the study")
         return EXIT_INTERRUPTED
+    if result.gave_up:
+        message("search", "error", result.gave_up)
     return EXIT_SOME_FAILED if result.failed else EXIT_OK
