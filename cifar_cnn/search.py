@@ -103,10 +103,15 @@ def _trial_state_names():
 
 
 def _check_same_search(study, spec: SearchSpec) -> None:
-    """Refuse to add trials to a study made for another space or objective."""
+    """Refuse to add trials to a study made for another base, space or objective.
+
+    The data source's path may differ from one machine to the next; the rest may not.
+    """
     import json
 
-    fingerprint = json.dumps({"objective": spec.objective,
+    base = {name: value for name, value in spec.base.items()
+            if name not in ("data_source", "output_dir")}
+    fingerprint = json.dumps({"objective": spec.objective, "base": base,
                               "space": [vars(dimension) | {"choices": list(dimension.choices)}
                                         for dimension in spec.space]}, sort_keys=True)
     recorded = study.user_attrs.get(SPEC_ATTRIBUTE)
@@ -114,8 +119,8 @@ def _check_same_search(study, spec: SearchSpec) -> None:
         study.set_user_attr(SPEC_ATTRIBUTE, fingerprint)
     elif recorded != fingerprint:
         raise ValueError(f"study {spec.name!r} in {display_name(spec.storage or '')} was made "
-                         f"for another space or objective ({recorded}); give this search "
-                         "another name, or the same space and objective to continue it.")
+                         f"for another base, space or objective ({recorded}); give this "
+                         "search another name, or the same settings to continue it.")
 
 
 class _Search:

@@ -44,8 +44,8 @@ def add_parser(commands) -> None:
                "the run's lock and is writing it), interrupted (not finished and nobody\n"
                "writing it: killed; its next start resumes it), pruned (stopped early by\n"
                "its search: its epochs so far are its result), failed (stopped by an\n"
-               "error) or unreadable (a damaged file). Running and interrupted runs show\n"
-               "epochs as done/planned.\n\n"
+               "error) or unreadable (a damaged file). Running, interrupted and pruned\n"
+               "runs show epochs as done/planned.\n\n"
                "example:\n"
                "  cifar-cnn runs\n"
                "  cifar-cnn runs /data/my-runs\n\n" + EXIT_CODES_HELP)
@@ -65,7 +65,8 @@ def _epochs_cell(summary: RunSummary) -> str:
 def format_run_table(summaries: Sequence[RunSummary]) -> str:
     """A plain-text table: name, recipe, epochs, test accuracy, status, training seconds.
 
-    Running and interrupted runs show epochs as ``done/planned``; missing values show as ``-``.
+    Running, interrupted and pruned runs show epochs as ``done/planned``; missing values show
+    as ``-``.
 
     Args:
         summaries: The runs, in the order to show them.
