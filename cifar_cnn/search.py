@@ -134,7 +134,8 @@ class _Search:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # This module reports each trial.
         self.spec, self.storage_url, self.notebook = spec, storage_url, notebook
         self.executor, self.workers, self.stream, self.verbose = executor, workers, stream, verbose
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # Output, and the lists below.
+        self.ask_lock = threading.Lock()
         self.stopping = threading.Event()
         self.executed: list[tuple[int, str]] = []
         self.running: dict[int, object] = {}  # This process's trials in flight, by number.
@@ -233,22 +234,27 @@ class _Search:
                 self.say(f"search: stopping: {self.gave_up}")
                 self.stopping.set()
                 return
-            self._fail_stale_trials()
-            finished, running = self._counts()
-            if finished >= self.spec.trials:
-                return
-            if finished + running >= self.spec.trials:
-                # The rest are running elsewhere: wait, to take the place of any that fails.
+            # This process's workers ask one at a time; other processes may still ask at the
+            # same moment, which _within_count settles.
+            with self.ask_lock:
+                self._fail_stale_trials()
+                finished, running = self._counts()
+                if finished >= self.spec.trials:
+                    return
+                full = finished + running >= self.spec.trials
+                if not full:
+                    trial = self.study.ask(self.distributions)
+                    if not self._within_count(trial):
+                        self.storage.set_trial_user_attr(trial._trial_id, SURPLUS_ATTRIBUTE, True)
+                        self.study.tell(trial, state=state.FAIL)
+                        continue
+            if full:
+                # The rest are running: wait, to take the place of any that fails.
                 if not waited:
-                    self.say(f"search: {running} trial(s) still running in other workers; "
-                             "waiting for the study to finish")
+                    self.say(f"search: the study's last {running} trial(s) are running; "
+                             "waiting for them to finish")
                     waited = True
                 self.stopping.wait(min(self.spec.heartbeat_seconds, 5.0))
-                continue
-            trial = self.study.ask(self.distributions)
-            if not self._within_count(trial):
-                self.storage.set_trial_user_attr(trial._trial_id, SURPLUS_ATTRIBUTE, True)
-                self.study.tell(trial, state=state.FAIL)
                 continue
             outcome = self.execute(trial, environment)
             failures_in_a_row = failures_in_a_row + 1 if outcome == FAILED else 0

@@ -450,7 +450,8 @@ def _quiet_spec(tmp_path: Path, **changes) -> SearchSpec:
     return spec
 
 
-def test_workers_of_one_process_finish_exactly_the_trial_count(tmp_path):
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_workers_of_one_process_finish_exactly_the_trial_count(tmp_path, storage):
     import io
 
     import optuna
@@ -458,9 +459,11 @@ def test_workers_of_one_process_finish_exactly_the_trial_count(tmp_path):
     from cifar_cnn.search import run_search
 
     executor = _fake_executor({"s-t001": "pruned", "s-t003": "failed"})
-    result = run_search(_quiet_spec(tmp_path), workers=3, executor=executor,
+    url = (str(tmp_path / "runs" / "s.optuna-journal") if storage == "journal"
+           else f"sqlite:///{tmp_path / 'study.db'}")
+    result = run_search(_quiet_spec(tmp_path), workers=3, executor=executor, storage=url,
                         notebook=EXAMPLE, stream=io.StringIO())
-    trials = _study_trials(str(tmp_path / "runs" / "s.optuna-journal"), "s")
+    trials = _study_trials(url, "s")
     states = [trial.state for trial in trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) \
         + states.count(optuna.trial.TrialState.PRUNED) == 5 == result.finished
