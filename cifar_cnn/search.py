@@ -103,7 +103,7 @@ def _trial_state_names():
 
 
 def _check_same_search(study, spec: SearchSpec) -> None:
-    """Refuse to add trials to a study made for another base, space or objective.
+    """Refuse to add trials to a study made for another base, space, objective or heartbeat.
 
     The data source's path may differ from one machine to the next; the rest may not.
     """
@@ -111,7 +111,9 @@ def _check_same_search(study, spec: SearchSpec) -> None:
 
     base = {name: value for name, value in spec.base.items()
             if name not in ("data_source", "output_dir")}
+    # The heartbeat too: a worker judges others' trials stale by its own period.
     fingerprint = json.dumps({"objective": spec.objective, "base": base,
+                              "heartbeat_seconds": spec.heartbeat_seconds,
                               "space": [vars(dimension) | {"choices": list(dimension.choices)}
                                         for dimension in spec.space]}, sort_keys=True)
     recorded = study.user_attrs.get(SPEC_ATTRIBUTE)

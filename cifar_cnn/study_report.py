@@ -11,6 +11,7 @@ comparison notebook shows the same.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ class TrialRow:
 
     Attributes:
         number: The trial's number in the study.
-        state: ``complete``, ``pruned``, ``failed``, ``running`` or ``waiting``.
+        state: ``complete``, ``pruned``, ``failed``, ``running``, ``running (worker
+            silent)`` (its worker stopped beating: killed) or ``waiting``.
         value: The objective's value (a pruned trial's: its last reported accuracy).
         parameters: The searched parameters' values.
         run_name: Its run folder's name, or None (a trial that never ran).
@@ -155,8 +157,14 @@ def load_study_report(study_name: str, storage: str | None = None,
     """
     import optuna
 
-    from cifar_cnn.search import ERROR_ATTRIBUTE, RUN_NAME_ATTRIBUTE, SPEC_ATTRIBUTE, \
-        SURPLUS_ATTRIBUTE
+    from cifar_cnn.search import (
+        ERROR_ATTRIBUTE,
+        HEARTBEAT_ATTRIBUTE,
+        RUN_NAME_ATTRIBUTE,
+        SPEC_ATTRIBUTE,
+        STALE_HEARTBEATS,
+        SURPLUS_ATTRIBUTE,
+    )
 
     runs_dir = runs_folder(runs_dir)
     storage = storage or default_storage(runs_dir, study_name)
@@ -173,7 +181,9 @@ def load_study_report(study_name: str, storage: str | None = None,
                          f"{', '.join(names) or 'no study'}.") from None
     import json
 
-    objective = json.loads(study.user_attrs.get(SPEC_ATTRIBUTE, "{}")).get("objective", "value")
+    settings = json.loads(study.user_attrs.get(SPEC_ATTRIBUTE, "{}"))
+    objective = settings.get("objective", "value")
+    heartbeat = settings.get("heartbeat_seconds")
     states = {optuna.trial.TrialState.COMPLETE: COMPLETE,
               optuna.trial.TrialState.PRUNED: PRUNED, optuna.trial.TrialState.FAIL: FAILED}
     rows, summaries = [], []
@@ -187,6 +197,14 @@ def load_study_report(study_name: str, storage: str | None = None,
                        steps=dict(trial.intermediate_values),
                        error=trial.user_attrs.get(ERROR_ATTRIBUTE),
                        surplus=bool(trial.user_attrs.get(SURPLUS_ATTRIBUTE)))
+        if row.state == "running" and heartbeat:
+            beat = trial.system_attrs.get(HEARTBEAT_ATTRIBUTE)
+            silent = time.time() - beat if beat is not None else None
+            if silent is not None and silent > STALE_HEARTBEATS * heartbeat:
+                # Marked failed when a worker of the study next starts (cifar_cnn.search).
+                row.state = "running (worker silent)"
+                row.error = (f"no heartbeat for {silent:.0f} s: its worker is gone; the "
+                             "study's next worker marks it failed")
         rows.append(row)
         if row.run_name and (runs_dir / row.run_name).is_dir():
             summaries.append(run_catalog.read_run(runs_dir / row.run_name))

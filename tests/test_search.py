@@ -519,3 +519,35 @@ def test_joining_a_study_made_for_another_space_is_refused(tmp_path):
     with pytest.raises(ValueError, match="was made for another base"):
         run_search(longer, workers=1, executor=_fake_executor(), notebook=EXAMPLE,
                    stream=io.StringIO())
+
+
+def test_a_trial_whose_worker_went_silent_is_shown_then_failed_and_replaced(tmp_path):
+    import io
+
+    import optuna
+
+    from cifar_cnn import study_report
+    from cifar_cnn.search import HEARTBEAT_ATTRIBUTE, run_search
+    from cifar_cnn.search_storage import open_storage
+
+    spec = _quiet_spec(tmp_path, trials=1, heartbeat_seconds=1)
+    run_search(spec, workers=1, executor=_fake_executor(), notebook=EXAMPLE,
+               stream=io.StringIO())
+    storage_url = str(tmp_path / "runs" / "s.optuna-journal")
+    storage = open_storage(storage_url)
+    study = optuna.load_study(study_name="s", storage=storage)
+    orphan = study.ask({"learning_rate": optuna.distributions.FloatDistribution(
+        1e-4, 1e-2, log=True)})  # A worker that asked, then was killed.
+    storage.set_trial_system_attr(orphan._trial_id, HEARTBEAT_ATTRIBUTE, time.time() - 100)
+    report = study_report.load_study_report("s", storage_url, tmp_path / "runs")
+    assert report.trials[1].state == "running (worker silent)"
+    assert "no heartbeat for" in report.trials[1].error
+    stream = io.StringIO()
+    result = run_search(_quiet_spec(tmp_path, trials=2, heartbeat_seconds=1), workers=1,
+                        executor=_fake_executor(), notebook=EXAMPLE, stream=stream)
+    assert result.finished == 2
+    trials = _study_trials(storage_url, "s")
+    assert trials[1].state == optuna.trial.TrialState.FAIL
+    assert "stopped sending heartbeats" in trials[1].user_attrs["error"]
+    assert trials[2].state == optuna.trial.TrialState.COMPLETE
+    assert "marked failed: its worker stopped sending heartbeats" in stream.getvalue()
