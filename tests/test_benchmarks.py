@@ -283,6 +283,29 @@ def test_data_loading_benchmark_times_first_and_cached_loads(image_folder_archiv
     assert result["first_load_seconds"] > 0 and result["cached_load_median_seconds"] > 0
 
 
+@pytest.mark.slow
+def test_search_study_sets_the_best_trial_against_the_seeds_settings(learnable_image_folder,
+                                                                     tmp_path):
+    output = tmp_path / "search"
+    _run("search_study.py", "--trials", "2", "--confirm-seeds", "1", "--data-source",
+         str(learnable_image_folder), "--runs-dir", str(tmp_path / "runs"), "--output",
+         str(output))
+    result = json.loads(output.with_suffix(".json").read_text())
+    assert result["machine"]["processor"] is not None and len(result["trials"]) == 2
+    seed_settings = result["seed_settings"]
+    assert seed_settings["number"] == 0 and seed_settings["parameters"] == {
+        "learning_rate": 0.001, "batch_size": 32, "preprocessing": "scale"}
+    best = result["best"]
+    assert best["value"] == max(trial["value"] for trial in result["trials"]
+                                if trial["state"] == "complete")
+    if best["number"] != 0:  # Trained again with seed 1, both settings, as a sweep.
+        for name in ("best", "seed_settings"):
+            (again,) = result["confirmation"][name]["runs"]
+            assert again["seed"] == 1 and again["status"] == "complete"
+    assert output.with_suffix(".png").stat().st_size > 0
+    assert f"Best trial {best['number']}" in output.with_suffix(".md").read_text()
+
+
 def test_profile_names_the_kind_of_work_of_every_traced_op():
     from profile_step import KINDS, kind_of_work
 
