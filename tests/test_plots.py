@@ -140,7 +140,7 @@ def test_contact_sheet_has_one_titled_tile_per_image():
 
 def test_every_figure_function_is_exported_by_the_package():
     modules = (plots.data, plots.training, plots.evaluation, plots.predictions,
-               plots.comparison)
+               plots.comparison, plots.study)
     defined = {name for module in modules for name, value in vars(module).items()
                if inspect.isfunction(value) and value.__module__ == module.__name__
                and not name.startswith("_")}
