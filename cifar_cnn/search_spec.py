@@ -39,7 +39,13 @@ from typing import Any, Mapping
 
 from cifar_cnn.config import RunConfig
 from cifar_cnn.runs import runs_folder
-from cifar_cnn.sweep_spec import check_workers, parameter_mapping, read_yaml_file, sanitize
+from cifar_cnn.sweep_spec import (
+    check_document_keys,
+    check_workers,
+    parameter_mapping,
+    read_yaml_file,
+    sanitize,
+)
 
 SEARCH_KEYS = ("name", "output_dir", "trials", "workers", "storage", "base", "space", "enqueue",
                "objective", "sampler", "pruner", "heartbeat_seconds")
@@ -230,13 +236,7 @@ class SearchSpec:
         Returns:
             The :class:`SearchSpec` (call :meth:`validate` before running it).
         """
-        if not isinstance(document, Mapping):
-            raise ValueError(f"{source}: a search must be a mapping with keys "
-                             f"{', '.join(SEARCH_KEYS)}; got {type(document).__name__}.")
-        unknown = sorted(set(document) - set(SEARCH_KEYS), key=str)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; valid "
-                             f"keys: {', '.join(SEARCH_KEYS)}.")
+        check_document_keys(document, SEARCH_KEYS, source, "a search")
         name = document.get("name")
         if not isinstance(name, str) or not sanitize(name) or sanitize(name) != name:
             raise ValueError(f"{source}: name (the study's) must be a plain name of letters, "

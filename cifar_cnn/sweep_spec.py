@@ -166,6 +166,26 @@ def _grid_values(name: str, values, where: str) -> list:
     return values
 
 
+def check_document_keys(document, valid_keys: Sequence[str], source: str, what: str,
+                        hint: str = "") -> None:
+    """Check that a sweep or search document is a mapping of known keys.
+
+    Args:
+        document: The parsed YAML.
+        valid_keys: The keys it may have.
+        source: How to name the document in error messages (e.g. its path).
+        what: ``"a sweep"`` or ``"a search"``.
+        hint: A sentence added to the unknown-key message.
+    """
+    if not isinstance(document, Mapping):
+        raise ValueError(f"{source}: {what} must be a mapping with keys "
+                         f"{', '.join(valid_keys)}; got {type(document).__name__}.")
+    unknown = sorted(set(document) - set(valid_keys), key=str)
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; valid "
+                         f"keys: {', '.join(valid_keys)}.{hint}")
+
+
 def parameter_mapping(value, where: str) -> dict[str, Any]:
     """Check that a document part maps parameter names to values (None: empty).
 
@@ -219,14 +239,8 @@ class SweepSpec:
         Returns:
             The :class:`SweepSpec`.
         """
-        if not isinstance(document, Mapping):
-            raise ValueError(f"{source}: a sweep must be a mapping with keys "
-                             f"{', '.join(SWEEP_KEYS)}; got {type(document).__name__}.")
-        unknown = sorted(set(document) - set(SWEEP_KEYS), key=str)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; valid "
-                             f"keys: {', '.join(SWEEP_KEYS)}. Parameters go under base, grid "
-                             "or runs.")
+        check_document_keys(document, SWEEP_KEYS, source, "a sweep",
+                            hint=" Parameters go under base, grid or runs.")
         base = parameter_mapping(document.get("base"), where=f"{source}: base")
         grid_document = parameter_mapping(document.get("grid"), where=f"{source}: grid")
         grid = {name: _grid_values(name, values, where=f"{source}: grid")

@@ -142,3 +142,26 @@ def config_parameters(arguments: argparse.Namespace) -> dict:
     """
     names = set(RunConfig.parameter_names())
     return {name: value for name, value in vars(arguments).items() if name in names}
+
+
+def add_execution_options(parser, what: str, compared: str) -> None:
+    """The options of commands that execute the main notebook many times (sweep, search).
+
+    The machine's default worker count is not computed here: building the parser must stay
+    instant.
+
+    Args:
+        parser: The command's parser.
+        what: What runs side by side, for the help (``"notebooks executed"``).
+        compared: What ``--no-compare`` leaves out, for the help.
+    """
+    # A plain int: the spec checks it, with the same one-line message as the file's value.
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"{what} side by side (default: the file's, else 1 with a GPU, "
+                             "else one per two CPU cores)")
+    parser.add_argument("--notebook", default=None,
+                        help="notebook to execute (default: the main notebook)")
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help=f"do not write {compared} at the end")
+    parser.add_argument("--verbose", action="store_true",
+                        help="stream everything the notebooks print, not only epoch lines")

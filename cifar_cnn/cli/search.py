@@ -10,6 +10,7 @@ from cifar_cnn.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     HelpFormatter,
+    add_execution_options,
     message,
     positive_int,
 )
@@ -53,15 +54,8 @@ def add_parser(commands) -> None:
                              "else <output dir>/<name>.optuna-journal)")
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="finished trials the study needs (default: the file's)")
-    parser.add_argument("--workers", type=positive_int, default=None,
-                        help="trials side by side in this process (default: the file's, else "
-                             "1 with a GPU, else one per two CPU cores)")
-    parser.add_argument("--notebook", default=None,
-                        help="notebook each trial executes (default: the main notebook)")
-    parser.add_argument("--no-compare", dest="compare", action="store_false",
-                        help="do not write the comparison and the study's view at the end")
-    parser.add_argument("--verbose", action="store_true",
-                        help="stream everything the notebooks print, not only epoch lines")
+    add_execution_options(parser, "trials of this process",
+                          "the comparison and the study's view")
     parser.set_defaults(handler=run)
 
 
@@ -75,7 +69,7 @@ def spec_from_arguments(arguments: argparse.Namespace):
         The validated ``cifar_cnn.search_spec.SearchSpec``.
     """
     from cifar_cnn.search_spec import load_search_file
-    from cifar_cnn.sweep_spec import parse_assignment
+    from cifar_cnn.sweep_spec import check_workers, parse_assignment
 
     spec = load_search_file(arguments.search_file)
     spec.base.update(parse_assignment(text) for text in arguments.set_values)
@@ -86,7 +80,7 @@ def spec_from_arguments(arguments: argparse.Namespace):
     if arguments.trials is not None:
         spec.trials = arguments.trials
     if arguments.workers is not None:
-        spec.workers = arguments.workers
+        spec.workers = check_workers(arguments.workers, where="--workers")
     spec.validate()
     return spec
 

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Sequence, TextIO
 
-from cifar_cnn.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, message
+from cifar_cnn.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    add_execution_options,
+    message,
+)
 from cifar_cnn.runs import FAILED, PENDING, RUNS_FOLDER_NAME, RUNS_FOLDER_VARIABLE, SKIPPED
 
 
@@ -43,16 +49,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--output-dir", default=None,
                         help=f"folder of the run folders (default: ${RUNS_FOLDER_VARIABLE}, else "
                              f"the project's {RUNS_FOLDER_NAME}/ folder)")
-    # The machine's default is not computed here: building the parser must stay instant.
-    parser.add_argument("--workers", type=int, default=None,
-                        help="notebooks executed side by side (default: 1 with a GPU, else "
-                             "one per two CPU cores)")
-    parser.add_argument("--notebook", default=None,
-                        help="notebook to execute (default: the main notebook)")
-    parser.add_argument("--no-compare", dest="compare", action="store_false",
-                        help="do not write the comparison table and figure at the end")
-    parser.add_argument("--verbose", action="store_true",
-                        help="stream everything the notebooks print, not only epoch lines")
+    add_execution_options(parser, "notebooks executed", "the comparison table and figure")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the planned runs and what would happen, execute nothing")
     parser.set_defaults(handler=run)
