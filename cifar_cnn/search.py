@@ -146,37 +146,29 @@ class _Search:
         self.storage = open_storage(storage_url)
         self.study = optuna.create_study(
             study_name=spec.name, storage=self.storage, direction="maximize",
-            sampler=make_sampler(self._sampler_settings()), pruner=make_pruner(spec.pruner),
+            sampler=make_sampler(spec.sampler), pruner=make_pruner(spec.pruner),
             load_if_exists=True)
         _check_same_search(self.study, spec)
-        self.distributions = self._distributions()
         if not self.study.get_trials(deepcopy=False):
             for parameters in spec.enqueue:  # Only into a new study: a re-run adds none.
                 self.study.enqueue_trial(parameters, skip_if_exists=True)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def _sampler_settings(self) -> dict:
-        """The spec's sampler; a worker joining a study with trials mixes its pid into the seed,
-        so two workers do not draw the same random trials (a lone worker stays repeatable)."""
-        import optuna
+    def _draw(self, trial) -> None:
+        """Draw a trial's parameters with a sampler seeded by the spec's seed and its number.
 
+        TPE keeps no state but its random generator (it reads the history from the storage),
+        so a sampler made afresh for each trial loses nothing; seeded with the trial's number,
+        a lone worker repeats its study exactly, and workers that join one study at the same
+        moment draw different trials instead of the same ones. An enqueued trial keeps its
+        given values. Called under ``ask_lock``: the study's sampler is shared.
+        """
         settings = dict(self.spec.sampler)
-        try:
-            existing = optuna.load_study(study_name=self.spec.name, storage=self.storage)
-            joined = len(existing.get_trials(deepcopy=False)) > 0
-        except KeyError:
-            joined = False
-        if joined and settings.get("seed") is not None:
-            settings["seed"] = (int(settings["seed"]) * 1_000_003 + os.getpid()) % 2**31
-        return settings
-
-    def _distributions(self) -> dict:
-        """The space as optuna distributions, for ``study.ask``."""
-        probe = self.optuna.trial.FixedTrial(
-            {dimension.name: dimension.corner_values()[0] for dimension in self.spec.space})
+        if settings.get("seed") is not None:
+            settings["seed"] = int(settings["seed"]) + trial.number
+        self.study.sampler = make_sampler(settings)
         for dimension in self.spec.space:
-            dimension.suggest(probe)
-        return dict(probe.distributions)
+            dimension.suggest(trial)
 
     def say(self, text: str) -> None:
         with self.lock:
@@ -245,11 +237,12 @@ class _Search:
                     return
                 full = finished + running >= self.spec.trials
                 if not full:
-                    trial = self.study.ask(self.distributions)
+                    trial = self.study.ask()
                     if not self._within_count(trial):
                         self.storage.set_trial_user_attr(trial._trial_id, SURPLUS_ATTRIBUTE, True)
                         self.study.tell(trial, state=state.FAIL)
                         continue
+                    self._draw(trial)
             if full:
                 # The rest are running: wait, to take the place of any that fails.
                 if not waited:

@@ -551,3 +551,33 @@ def test_a_trial_whose_worker_went_silent_is_shown_then_failed_and_replaced(tmp_
     assert "stopped sending heartbeats" in trials[1].user_attrs["error"]
     assert trials[2].state == optuna.trial.TrialState.COMPLETE
     assert "marked failed: its worker stopped sending heartbeats" in stream.getvalue()
+
+
+def test_a_lone_worker_repeats_its_study_and_joined_workers_draw_different_trials(tmp_path):
+    import io
+    import threading
+
+    from cifar_cnn.search import run_search
+
+    def params(folder: Path) -> list[float]:
+        trials = _study_trials(str(folder / "s.optuna-journal"), "s")
+        # A surplus trial (asked at the same moment as the other's last) drew nothing.
+        return [trial.params["learning_rate"] for trial in trials if trial.params]
+
+    for name in ("first", "second"):
+        run_search(_quiet_spec(tmp_path / name, trials=4), workers=1, executor=_fake_executor(),
+                   notebook=EXAMPLE, stream=io.StringIO())
+    assert params(tmp_path / "first" / "runs") == params(tmp_path / "second" / "runs")
+    # Two workers as of separate processes (separate study objects), starting together.
+    together = tmp_path / "together"
+    workers = [threading.Thread(target=run_search, args=(_quiet_spec(together, trials=6),),
+                                kwargs=dict(workers=1, executor=_fake_executor(),
+                                            notebook=EXAMPLE, stream=io.StringIO(),
+                                            compare=False))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    drawn = params(together / "runs")
+    assert len(drawn) >= 6 and len(set(drawn)) == len(drawn)
