@@ -327,8 +327,9 @@ class _Search:
                 last = " | ".join(line.strip() for line in list(tail)[-5:] if line.strip())
                 error = f"execution ended with exit status {returncode}: {last}"
             outcome, told = FAILED, dict(state=state.FAIL)
-            trial.set_user_attr(ERROR_ATTRIBUTE, error[:2000])
         try:
+            if outcome == FAILED:
+                trial.set_user_attr(ERROR_ATTRIBUTE, error[:2000])
             self.study.tell(trial, **told)
         except (RuntimeError, ValueError) as refused:
             # Marked failed by another worker meanwhile (a heartbeat that came too late).
