@@ -6,8 +6,9 @@ Usage:
 Runs the study of ``benchmarks/search_seed.yaml`` (the seed recipe for 5 epochs with a 10%
 validation split; learning rate, batch size and preprocessing searched; median pruning; the
 seed notebook's own settings, learning rate 1e-3, batch 32 and pixels / 255, enqueued as
-trial 0) through ``cifar-cnn search``'s own path (:func:`cifar_cnn.search.run_search`): it continues a study already in
-``--runs-dir`` to its count and only reads back one that is finished. Then it writes
+trial 0) through ``cifar-cnn search``'s own path (:func:`cifar_cnn.search.run_search`): it
+continues a study already in ``--runs-dir`` to its count and only reads back one that is
+finished. Then it writes
 ``benchmarks/results/search-seed-<machine>.json``, ``.md`` and ``.png``: every trial, and the
 best trial against the seed's own settings on the objective (the best validation accuracy
 over the 5 epochs) and on the test set, with the machine and the commit. One trial is one
@@ -109,8 +110,7 @@ def main() -> int:
     record = {
         "machine": machine_record(),
         "spec": {"file": str(SPEC_FILE.relative_to(REPOSITORY_ROOT)), "base": spec.base,
-                 "space": [vars(dimension) | {"choices": list(dimension.choices)}
-                           for dimension in spec.space],
+                 "space": [dimension.to_record() for dimension in spec.space],
                  "objective": spec.objective, "sampler": spec.sampler, "pruner": spec.pruner,
                  "trials": spec.trials},
         "study": {"name": spec.name, "storage": result.storage, "counts": report.counts(),

@@ -40,7 +40,12 @@ from cifar_cnn import run_catalog
 from cifar_cnn import runs as run_folders
 from cifar_cnn.runs import COMPLETE, FAILED, PRUNED
 from cifar_cnn.search_spec import SearchSpec, make_pruner, make_sampler
-from cifar_cnn.search_storage import default_storage, display_name, open_storage
+from cifar_cnn.search_storage import (
+    default_storage,
+    display_name,
+    is_database_url,
+    open_storage,
+)
 from cifar_cnn.search_trial import TrialConnection
 from cifar_cnn.sweep import PROGRESS_LINE
 from cifar_cnn.sweep_execution import (
@@ -94,14 +99,6 @@ class SearchResult:
         return [number for number, state in self.executed if state == FAILED]
 
 
-def _trial_state_names():
-    import optuna
-
-    state = optuna.trial.TrialState
-    return {state.COMPLETE: COMPLETE, state.PRUNED: PRUNED, state.FAIL: FAILED,
-            state.RUNNING: "running", state.WAITING: "waiting"}
-
-
 def _check_same_search(study, spec: SearchSpec) -> None:
     """Refuse to add trials to a study made for another base, space, objective or heartbeat.
 
@@ -114,14 +111,14 @@ def _check_same_search(study, spec: SearchSpec) -> None:
     # The heartbeat too: a worker judges others' trials stale by its own period.
     fingerprint = json.dumps({"objective": spec.objective, "base": base,
                               "heartbeat_seconds": spec.heartbeat_seconds,
-                              "space": [vars(dimension) | {"choices": list(dimension.choices)}
-                                        for dimension in spec.space]}, sort_keys=True)
+                              "space": [dimension.to_record() for dimension in spec.space]},
+                             sort_keys=True)
     recorded = study.user_attrs.get(SPEC_ATTRIBUTE)
     if recorded is None:
         study.set_user_attr(SPEC_ATTRIBUTE, fingerprint)
     elif recorded != fingerprint:
         raise ValueError(f"study {spec.name!r} in {display_name(spec.storage or '')} was made "
-                         f"for another base, space or objective ({recorded}); give this "
+                         f"for another base, space, objective or heartbeat ({recorded}); give this "
                          "search another name, or the same settings to continue it.")
 
 
@@ -432,7 +429,7 @@ def run_search(spec: SearchSpec, *, workers: int | None = None, storage: str | N
         workers = spec.workers if spec.workers is not None else default_workers()
     workers = check_workers(workers, where="workers")
     storage = storage or spec.storage or default_storage(spec.runs_dir, spec.name)
-    if not (storage and "://" in storage):
+    if not is_database_url(storage):
         spec.runs_dir.mkdir(parents=True, exist_ok=True)  # The default journal lies there.
     spec.storage = storage
     notebook = Path(notebook) if notebook else main_notebook_path()

@@ -150,6 +150,10 @@ class Dimension:
                 raise ValueError(f"{where}: step and log cannot be combined (as in optuna).")
         return cls(name=name, type=kind, low=low, high=high, log=log, step=step)
 
+    def to_record(self) -> dict[str, Any]:
+        """The dimension as JSON-ready values (a study's record of its space, results files)."""
+        return {**vars(self), "choices": list(self.choices)}
+
     def corner_values(self) -> tuple:
         """The values to check before the search runs: both ends, or every choice."""
         return self.choices if self.type == "categorical" else (self.low, self.high)
@@ -355,7 +359,8 @@ def load_search_file(path: str | Path) -> SearchSpec:
     Returns:
         The :class:`SearchSpec` (not yet validated: see :meth:`SearchSpec.validate`).
     """
-    return SearchSpec.from_mapping(read_yaml_file(path, "search"), source=str(path))
+    return SearchSpec.from_mapping(read_yaml_file(path, "search", needs="a name and a space"),
+                                   source=str(path))
 
 
 def make_sampler(settings: Mapping[str, Any]):

@@ -19,7 +19,12 @@ from typing import Any
 from cifar_cnn import compare, run_catalog
 from cifar_cnn.files import write_figure, write_text
 from cifar_cnn.runs import COMPLETE, FAILED, PRUNED, runs_folder
-from cifar_cnn.search_storage import default_storage, display_name, open_storage
+from cifar_cnn.search_storage import (
+    default_storage,
+    display_name,
+    is_database_url,
+    open_storage,
+)
 
 # The fewest complete trials from which parameter importances say anything.
 MIN_TRIALS_FOR_IMPORTANCE = 3
@@ -168,7 +173,7 @@ def load_study_report(study_name: str, storage: str | None = None,
 
     runs_dir = runs_folder(runs_dir)
     storage = storage or default_storage(runs_dir, study_name)
-    if "://" not in storage and not Path(storage).is_file():
+    if not is_database_url(storage) and not Path(storage).is_file():
         raise ValueError(f"no study storage at {storage}: give the study's --storage, or "
                          "the runs folder the search wrote to.")
     opened = open_storage(storage)

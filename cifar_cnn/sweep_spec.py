@@ -278,19 +278,21 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     Returns:
         The :class:`SweepSpec`.
     """
-    return SweepSpec.from_mapping(read_yaml_file(path, "sweep"), source=str(path))
+    return SweepSpec.from_mapping(read_yaml_file(path, "sweep", needs="base, grid and/or runs"),
+                                  source=str(path))
 
 
 # A sweep or search file is a few hundred bytes; anything far larger is not one.
 MAX_SPEC_FILE_BYTES = 1_000_000
 
 
-def read_yaml_file(path: str | Path, kind: str) -> Any:
+def read_yaml_file(path: str | Path, kind: str, needs: str) -> Any:
     """Read a sweep or search file as YAML, with this module's value rules.
 
     Args:
         path: The file.
         kind: ``"sweep"`` or ``"search"``, for error messages.
+        needs: What an empty file lacks, for its error message.
 
     Returns:
         The parsed document (not None).
@@ -298,9 +300,10 @@ def read_yaml_file(path: str | Path, kind: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{kind.capitalize()} file {path} does not exist.")
-    if path.stat().st_size > MAX_SPEC_FILE_BYTES:
-        raise ValueError(f"{path} is {path.stat().st_size} bytes, more than the "
-                         f"{MAX_SPEC_FILE_BYTES} a {kind} file may be.")
+    size = path.stat().st_size
+    if size > MAX_SPEC_FILE_BYTES:
+        raise ValueError(f"{path} is {size} bytes, more than the {MAX_SPEC_FILE_BYTES} a "
+                         f"{kind} file may be.")
     try:
         document = yaml.load(path.read_text(), Loader=_SweepLoader)  # noqa: S506
     except yaml.YAMLError as error:
@@ -308,8 +311,7 @@ def read_yaml_file(path: str | Path, kind: str) -> Any:
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not a text file ({error.reason}).") from error
     if document is None:
-        raise ValueError(f"{path} is empty; a {kind} needs "
-                         f"{'base, grid and/or runs' if kind == 'sweep' else 'a name and a space'}.")
+        raise ValueError(f"{path} is empty; a {kind} needs {needs}.")
     return document
 
 

@@ -512,7 +512,8 @@ def test_joining_a_study_made_for_another_space_is_refused(tmp_path):
                notebook=EXAMPLE, stream=io.StringIO())
     other = _quiet_spec(tmp_path, trials=2, space={
         "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}})
-    with pytest.raises(ValueError, match="was made for another base, space or objective"):
+    with pytest.raises(ValueError,
+                       match="was made for another base, space, objective or heartbeat"):
         run_search(other, workers=1, executor=_fake_executor(), notebook=EXAMPLE,
                    stream=io.StringIO())
     longer = _quiet_spec(tmp_path, trials=2, base={"epochs": 3})

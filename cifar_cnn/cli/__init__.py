@@ -3,7 +3,8 @@
 Commands: ``train`` and ``notebook`` write a run folder; ``evaluate`` scores a saved model
 on a test split; ``predict`` classifies your own images; ``runs`` lists run folders;
 ``sweep`` executes the main notebook once per parameter set; ``search`` runs an Optuna
-study of notebook runs; ``compare`` compares run folders. Each command is a module here with ``add_parser(commands)`` and
+study of notebook runs; ``compare`` compares run folders. Each command is a module here
+with ``add_parser(commands)`` and
 ``run(arguments)``; a command imports TensorFlow, matplotlib, PyYAML or papermill only in
 ``run``, so ``--help`` and ``runs`` answer at once.
 
